@@ -1,0 +1,207 @@
+//! What fake-ollama sends for one request: a recorded transcript or a synthetic stream, and
+//! the faults to inject into it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+
+/// The synthetic stream and its faults. Every field can be set per request by naming the
+/// model `synth?key=value&…` (keys as the field names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Synth {
+    /// Content tokens to send.
+    pub tokens: u32,
+    /// Tokens per second; 0 sends as fast as possible.
+    pub rate: f64,
+    /// Thinking tokens sent before the content.
+    pub think_tokens: u32,
+    /// Send one `get_weather` tool call after the content.
+    pub tool_call: bool,
+    /// Delay before the response headers and first token, in milliseconds.
+    pub delay_ms: u64,
+    /// `done_reason` of the last line.
+    pub done_reason: String,
+    /// After this many content tokens, send `{"error":…}` and end the body.
+    pub error_after: Option<u32>,
+    /// After this many content tokens, break the connection.
+    pub drop_after: Option<u32>,
+    /// After this many content tokens, send nothing more and keep the connection open.
+    pub stall_after: Option<u32>,
+    /// After this many content tokens, send a line that is not JSON.
+    pub malformed_after: Option<u32>,
+    /// Answer with this HTTP status and `{"error":…}` instead of a stream.
+    pub status: Option<u16>,
+}
+
+impl Default for Synth {
+    fn default() -> Self {
+        Self {
+            tokens: 20,
+            rate: 0.0,
+            think_tokens: 0,
+            tool_call: false,
+            delay_ms: 0,
+            done_reason: "stop".to_owned(),
+            error_after: None,
+            drop_after: None,
+            stall_after: None,
+            malformed_after: None,
+            status: None,
+        }
+    }
+}
+
+/// One step of a response body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Write these bytes.
+    Send(Bytes),
+    /// Wait.
+    Sleep(Duration),
+    /// Break the connection.
+    Drop,
+    /// Keep the connection open and send nothing more.
+    Stall,
+}
+
+impl Synth {
+    /// `base` with the `key=value&…` overrides of `query` applied.
+    ///
+    /// # Errors
+    /// The text of the first key or value that is not understood.
+    pub fn with_query(mut self, query: &str) -> Result<Self, String> {
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
+            let bad = || format!("bad synth parameter {key}={value}");
+            let int = || value.parse::<u64>().map_err(|_| bad());
+            match key {
+                "tokens" => self.tokens = int()? as u32,
+                "rate" => self.rate = value.parse().map_err(|_| bad())?,
+                "think_tokens" => self.think_tokens = int()? as u32,
+                "tool_call" => self.tool_call = value.parse().map_err(|_| bad())?,
+                "delay_ms" => self.delay_ms = int()?,
+                "done_reason" => value.clone_into(&mut self.done_reason),
+                "error_after" => self.error_after = Some(int()? as u32),
+                "drop_after" => self.drop_after = Some(int()? as u32),
+                "stall_after" => self.stall_after = Some(int()? as u32),
+                "malformed_after" => self.malformed_after = Some(int()? as u32),
+                "status" => self.status = Some(int()? as u16),
+                _ => return Err(bad()),
+            }
+        }
+        Ok(self)
+    }
+
+    /// The steps of the body for `model`.
+    pub fn steps(&self, model: &str) -> Vec<Step> {
+        let gap = (self.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / self.rate));
+        let mut steps = Vec::new();
+        let push = |line: serde_json::Value, steps: &mut Vec<Step>| {
+            if let Some(gap) = gap {
+                if !steps.is_empty() {
+                    steps.push(Step::Sleep(gap));
+                }
+            }
+            steps.push(Step::Send(ndjson(&line)));
+        };
+        for i in 0..self.think_tokens {
+            push(chunk(model, json!({"role":"assistant","content":"","thinking":format!("t{i} ")})), &mut steps);
+        }
+        for i in 0..self.tokens {
+            if let Some(fault) = self.fault_at(i) {
+                steps.push(fault);
+                return steps;
+            }
+            push(chunk(model, json!({"role":"assistant","content":token_text(i)})), &mut steps);
+        }
+        if let Some(fault) = self.fault_at(self.tokens) {
+            steps.push(fault);
+            return steps;
+        }
+        if self.tool_call {
+            let call = json!({"id":"call_fake0001","function":{"index":0,"name":"get_weather",
+                "arguments":{"city":"Paris","unit":"celsius"}}});
+            push(chunk(model, json!({"role":"assistant","content":"","tool_calls":[call]})), &mut steps);
+        }
+        let mut last = chunk(model, json!({"role":"assistant","content":""}));
+        last["done"] = json!(true);
+        last["done_reason"] = json!(self.done_reason);
+        last["prompt_eval_count"] = json!(10);
+        last["eval_count"] = json!(self.tokens + self.think_tokens + u32::from(self.tool_call));
+        last["total_duration"] = json!(1_000_000);
+        last["eval_duration"] = json!(900_000);
+        push(last, &mut steps);
+        steps
+    }
+
+    fn fault_at(&self, i: u32) -> Option<Step> {
+        if self.error_after == Some(i) {
+            return Some(Step::Send(ndjson(&json!({"error":"synthetic upstream failure"}))));
+        }
+        if self.drop_after == Some(i) {
+            return Some(Step::Drop);
+        }
+        if self.stall_after == Some(i) {
+            return Some(Step::Stall);
+        }
+        if self.malformed_after == Some(i) {
+            return Some(Step::Send(Bytes::from_static(b"{\"model\":\"synth\",\"message\":{\n")));
+        }
+        None
+    }
+}
+
+/// The text of synthetic content token `i`: `w0 `, `w1 `, …
+pub fn token_text(i: u32) -> String {
+    format!("w{i} ")
+}
+
+fn chunk(model: &str, message: serde_json::Value) -> serde_json::Value {
+    json!({"model": model, "created_at": "2026-01-01T00:00:00Z", "message": message, "done": false})
+}
+
+fn ndjson(value: &serde_json::Value) -> Bytes {
+    let mut line = value.to_string().into_bytes();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// A recorded transcript, one step per line, or per `chunk_bytes` bytes when that is set
+/// (to exercise line framing), with `gap` between writes.
+pub fn replay(transcript: &Bytes, chunk_bytes: usize, gap: Duration) -> Vec<Step> {
+    let pieces: Vec<Bytes> = if chunk_bytes == 0 {
+        let mut pieces = Vec::new();
+        let mut rest = transcript.clone();
+        while !rest.is_empty() {
+            let end = memchr::memchr(b'\n', &rest).map_or(rest.len(), |i| i + 1);
+            pieces.push(rest.split_to(end));
+        }
+        pieces
+    } else {
+        transcript.chunks(chunk_bytes).map(Bytes::copy_from_slice).collect()
+    };
+    let mut steps = Vec::with_capacity(pieces.len() * 2);
+    for piece in pieces {
+        if !gap.is_zero() && !steps.is_empty() {
+            steps.push(Step::Sleep(gap));
+        }
+        steps.push(Step::Send(piece));
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_overrides_and_faults() {
+        let s = Synth::default().with_query("tokens=3&drop_after=1&rate=10");
+        let s = s.unwrap_or_default();
+        assert_eq!((s.tokens, s.drop_after, s.rate), (3, Some(1), 10.0));
+        let steps = s.steps("m");
+        assert_eq!(steps.last(), Some(&Step::Drop));
+        assert!(Synth::default().with_query("nope=1").is_err());
+    }
+}

@@ -1,0 +1,28 @@
+//! `ollama-bridge`: serves the OpenAI HTTP API in front of an Ollama server, re-streaming
+//! Ollama's native NDJSON as OpenAI server-sent events chunk by chunk as it arrives.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML configuration, environment overrides, validation.
+//! - [`server`]: the accept loop (HTTP/1.1 + h2c), graceful shutdown, shared state.
+//! - [`routes`]: routing and one handler module per endpoint family.
+//! - [`error`]: request-time errors as OpenAI error bodies; start-up errors.
+//! - [`body`]: the one response body type.
+//! - [`sse_body`]: the pull-based NDJSON -> SSE response body.
+//! - [`ollama`]: pooled upstream client, Ollama wire types, NDJSON framer.
+//! - [`openai`]: OpenAI wire types and the SSE chunk writer.
+//! - [`transcode`]: pure request and stream conversions.
+//! - [`ids`]: `chatcmpl-…`, `call_…` and request ids.
+//! - [`fake_ollama`]: a deterministic Ollama stand-in for tests, benchmarks and demos.
+
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod fake_ollama;
+pub mod ids;
+pub mod ollama;
+pub mod openai;
+pub mod routes;
+pub mod server;
+pub mod sse_body;
+pub mod transcode;

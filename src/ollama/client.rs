@@ -1,0 +1,107 @@
+//! The upstream HTTP client: pooled keep-alive connections to one Ollama server, TCP_NODELAY.
+//!
+//! Dropping a response body before its end closes that connection, which is how a client's
+//! disconnect stops Ollama's generation.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::UpstreamConfig;
+use crate::error::Error;
+
+/// Largest upstream error body read, in bytes.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A pooled client for one Ollama server.
+#[derive(Debug, Clone)]
+pub struct OllamaClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    response_timeout: Duration,
+}
+
+impl OllamaClient {
+    /// A client for the server at `base` (`http://host:port[/prefix]`).
+    pub fn new(base: &Uri, config: &UpstreamConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout()));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Self {
+            http,
+            base: base.to_string().trim_end_matches('/').to_owned(),
+            response_timeout: config.response_timeout(),
+        }
+    }
+
+    /// `POST {base}{path}` with a JSON body; returns the response once its headers arrived
+    /// with a success status.
+    ///
+    /// # Errors
+    /// [`Error::UpstreamUnreachable`] when no connection could be made or it broke before
+    /// the headers; [`Error::UpstreamTimeout`] past `upstream.response_timeout_ms`;
+    /// [`Error::UpstreamStatus`] with Ollama's status and `error` text for a non-2xx answer.
+    pub async fn post_json(&self, path: &str, body: Vec<u8>) -> Result<Response<Incoming>, Error> {
+        let request = Request::post(format!("{}{path}", self.base))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| Error::UpstreamUnreachable(e.to_string()))?;
+        let response = tokio::time::timeout(self.response_timeout, self.http.request(request))
+            .await
+            .map_err(|_| Error::UpstreamTimeout)?
+            .map_err(|e| Error::UpstreamUnreachable(error_chain(&e)))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(status_error(response).await)
+    }
+}
+
+/// Reads Ollama's `{"error":"…"}` body into an [`Error::UpstreamStatus`].
+async fn status_error(response: Response<Incoming>) -> Error {
+    let status = response.status();
+    let body = Limited::new(response.into_body(), MAX_ERROR_BODY);
+    let bytes = match tokio::time::timeout(Duration::from_secs(5), body.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        _ => Bytes::new(),
+    };
+    #[derive(serde::Deserialize)]
+    struct OllamaError {
+        error: String,
+    }
+    let message = match serde_json::from_slice::<OllamaError>(&bytes) {
+        Ok(e) => e.error,
+        Err(_) if bytes.is_empty() => format!(
+            "upstream answered {}",
+            status.canonical_reason().unwrap_or(status.as_str())
+        ),
+        Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    let status = if status.is_client_error() || status.is_server_error() {
+        status
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    Error::UpstreamStatus { status, message }
+}
+
+/// An error and its sources, `a: b: c`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -1,0 +1,5 @@
+//! Ollama's side: the pooled HTTP client, the wire types, the NDJSON framer.
+
+pub mod client;
+pub mod ndjson;
+pub mod types;

@@ -1,0 +1,5 @@
+//! OpenAI's wire format: request bodies, response bodies, SSE chunk frames.
+
+pub mod request;
+pub mod response;
+pub mod sse;

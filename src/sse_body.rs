@@ -1,0 +1,177 @@
+//! The streamed response body: a pull-based adapter from Ollama's NDJSON body to OpenAI SSE.
+//!
+//! Each time hyper polls it, it reads what upstream has ready, frames complete lines,
+//! transcodes them into one output buffer and yields that buffer as one frame. There is no
+//! channel and no task: a client that stops reading stops the upstream reads (TCP pushes
+//! back on Ollama), and a client that goes away drops this body, which drops the upstream
+//! response and closes its connection, so Ollama stops generating.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body::{Body, Frame};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+use crate::ollama::client::error_chain;
+use crate::ollama::ndjson::NdjsonFramer;
+use crate::openai::sse;
+use crate::transcode::StreamFailure;
+use crate::transcode::chat_stream::{ChatStream, Step};
+
+/// Output gathered from reads that are ready at once is yielded as one frame, up to this size.
+const COALESCE_BYTES: usize = 64 * 1024;
+
+/// Timing settings of a stream.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamTimers {
+    /// Longest silence from upstream before the stream fails.
+    pub idle_timeout: Duration,
+    /// Interval of SSE comments while no delta has been sent.
+    pub keepalive: Duration,
+}
+
+/// The SSE body of one streamed chat completion.
+#[derive(Debug)]
+pub struct SseBody {
+    /// `None` once the stream ended; dropping it closes or frees the connection.
+    upstream: Option<Incoming>,
+    framer: NdjsonFramer,
+    chat: ChatStream,
+    out: BytesMut,
+    timers: StreamTimers,
+    last_read: Instant,
+    idle: Pin<Box<Sleep>>,
+    /// Runs until the first delta.
+    keepalive: Option<Pin<Box<Sleep>>>,
+}
+
+impl SseBody {
+    /// Streams `upstream` through `chat`; lines longer than `max_line` bytes fail the stream.
+    pub fn new(upstream: Incoming, chat: ChatStream, max_line: usize, timers: StreamTimers) -> Self {
+        let now = Instant::now();
+        Self {
+            upstream: Some(upstream),
+            framer: NdjsonFramer::new(max_line),
+            chat,
+            out: BytesMut::with_capacity(4096),
+            timers,
+            last_read: now,
+            idle: Box::pin(tokio::time::sleep_until(now + timers.idle_timeout)),
+            keepalive: Some(Box::pin(tokio::time::sleep_until(now + timers.keepalive))),
+        }
+    }
+
+    /// Frames and transcodes one upstream read.
+    fn on_read(&mut self, data: Bytes) {
+        self.last_read = Instant::now();
+        self.framer.push(data);
+        loop {
+            match self.framer.next_line() {
+                Ok(Some(line)) => match self.chat.on_line(&line, &mut self.out) {
+                    Ok(Step::Quiet) => {}
+                    Ok(Step::Delta) => self.keepalive = None,
+                    Ok(Step::Done(_)) => return,
+                    Err(failure) => return self.fail(failure),
+                },
+                Ok(None) => return,
+                Err(too_long) => return self.fail(StreamFailure::LineTooLong(too_long.limit)),
+            }
+        }
+    }
+
+    /// Upstream ended: a last line without `\n` is still read; no `done` line is a failure.
+    fn on_eof(&mut self) {
+        if let Some(line) = self.framer.finish() {
+            if let Err(failure) = self.chat.on_line(&line, &mut self.out) {
+                return self.fail(failure);
+            }
+        }
+        if !self.chat.is_ended() {
+            self.fail(StreamFailure::Disconnected(
+                "upstream closed the stream before its last chunk".to_owned(),
+            ));
+        }
+        self.upstream = None;
+    }
+
+    /// Writes the error event and drops the upstream connection.
+    fn fail(&mut self, failure: StreamFailure) {
+        tracing::warn!(%failure, "stream failed");
+        self.chat.fail(&failure, &mut self.out);
+        self.upstream = None;
+    }
+
+    /// With nothing to send: the idle timeout and the keep-alive comment.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) {
+        while self.idle.as_mut().poll(cx).is_ready() {
+            let deadline = self.last_read + self.timers.idle_timeout;
+            if deadline <= Instant::now() {
+                return self.fail(StreamFailure::IdleTimeout(self.timers.idle_timeout));
+            }
+            self.idle.as_mut().reset(deadline);
+        }
+        if let Some(keepalive) = self.keepalive.as_mut() {
+            while keepalive.as_mut().poll(cx).is_ready() {
+                self.out.put_slice(sse::KEEPALIVE);
+                keepalive.as_mut().reset(Instant::now() + self.timers.keepalive);
+            }
+        }
+    }
+}
+
+impl Body for SseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        while this.out.len() < COALESCE_BYTES {
+            let Some(upstream) = this.upstream.as_mut() else {
+                break;
+            };
+            if this.chat.is_ended() {
+                // The last line was read: one more poll sees the end of the body, so the
+                // connection can go back to the pool; otherwise dropping it closes it.
+                let _ = Pin::new(upstream).poll_frame(cx);
+                this.upstream = None;
+                break;
+            }
+            match Pin::new(upstream).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        this.on_read(data);
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.fail(StreamFailure::Disconnected(error_chain(&e)));
+                }
+                Poll::Ready(None) => this.on_eof(),
+                Poll::Pending => {
+                    if this.out.is_empty() {
+                        this.poll_timers(cx);
+                    }
+                    break;
+                }
+            }
+        }
+        if !this.out.is_empty() {
+            return Poll::Ready(Some(Ok(Frame::data(this.out.split().freeze()))));
+        }
+        match this.upstream {
+            Some(_) => Poll::Pending,
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.upstream.is_none() && self.out.is_empty()
+    }
+}
