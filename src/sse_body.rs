@@ -18,10 +18,9 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::ollama::client::error_chain;
-use crate::ollama::ndjson::NdjsonFramer;
 use crate::openai::sse;
 use crate::transcode::StreamFailure;
-use crate::transcode::chat_stream::{ChatStream, Step};
+use crate::transcode::framed::{FramedChat, Progress};
 
 /// Output gathered from reads that are ready at once is yielded as one frame, up to this size.
 const COALESCE_BYTES: usize = 64 * 1024;
@@ -40,8 +39,7 @@ pub struct StreamTimers {
 pub struct SseBody {
     /// `None` once the stream ended; dropping it closes or frees the connection.
     upstream: Option<Incoming>,
-    framer: NdjsonFramer,
-    chat: ChatStream,
+    transcoder: FramedChat,
     out: BytesMut,
     timers: StreamTimers,
     last_read: Instant,
@@ -51,13 +49,12 @@ pub struct SseBody {
 }
 
 impl SseBody {
-    /// Streams `upstream` through `chat`; lines longer than `max_line` bytes fail the stream.
-    pub fn new(upstream: Incoming, chat: ChatStream, max_line: usize, timers: StreamTimers) -> Self {
+    /// Streams `upstream` through `transcoder`.
+    pub fn new(upstream: Incoming, transcoder: FramedChat, timers: StreamTimers) -> Self {
         let now = Instant::now();
         Self {
             upstream: Some(upstream),
-            framer: NdjsonFramer::new(max_line),
-            chat,
+            transcoder,
             out: BytesMut::with_capacity(4096),
             timers,
             last_read: now,
@@ -66,44 +63,15 @@ impl SseBody {
         }
     }
 
-    /// Frames and transcodes one upstream read.
-    fn on_read(&mut self, data: Bytes) {
-        self.last_read = Instant::now();
-        self.framer.push(data);
-        loop {
-            match self.framer.next_line() {
-                Ok(Some(line)) => match self.chat.on_line(&line, &mut self.out) {
-                    Ok(Step::Quiet) => {}
-                    Ok(Step::Delta) => self.keepalive = None,
-                    Ok(Step::Done(_)) => return,
-                    Err(failure) => return self.fail(failure),
-                },
-                Ok(None) => return,
-                Err(too_long) => return self.fail(StreamFailure::LineTooLong(too_long.limit)),
+    fn on_progress(&mut self, progress: Progress) {
+        match progress {
+            Progress::Open { delta: false } | Progress::Done(_) => {}
+            Progress::Open { delta: true } => self.keepalive = None,
+            Progress::Failed(failure) => {
+                tracing::warn!(%failure, "stream failed");
+                self.upstream = None;
             }
         }
-    }
-
-    /// Upstream ended: a last line without `\n` is still read; no `done` line is a failure.
-    fn on_eof(&mut self) {
-        if let Some(line) = self.framer.finish() {
-            if let Err(failure) = self.chat.on_line(&line, &mut self.out) {
-                return self.fail(failure);
-            }
-        }
-        if !self.chat.is_ended() {
-            self.fail(StreamFailure::Disconnected(
-                "upstream closed the stream before its last chunk".to_owned(),
-            ));
-        }
-        self.upstream = None;
-    }
-
-    /// Writes the error event and drops the upstream connection.
-    fn fail(&mut self, failure: StreamFailure) {
-        tracing::warn!(%failure, "stream failed");
-        self.chat.fail(&failure, &mut self.out);
-        self.upstream = None;
     }
 
     /// With nothing to send: the idle timeout and the keep-alive comment.
@@ -111,7 +79,9 @@ impl SseBody {
         while self.idle.as_mut().poll(cx).is_ready() {
             let deadline = self.last_read + self.timers.idle_timeout;
             if deadline <= Instant::now() {
-                return self.fail(StreamFailure::IdleTimeout(self.timers.idle_timeout));
+                let failure = StreamFailure::IdleTimeout(self.timers.idle_timeout);
+                let progress = self.transcoder.fail(failure, &mut self.out);
+                return self.on_progress(progress);
             }
             self.idle.as_mut().reset(deadline);
         }
@@ -137,7 +107,7 @@ impl Body for SseBody {
             let Some(upstream) = this.upstream.as_mut() else {
                 break;
             };
-            if this.chat.is_ended() {
+            if this.transcoder.is_ended() {
                 // The last line was read: one more poll sees the end of the body, so the
                 // connection can go back to the pool; otherwise dropping it closes it.
                 let _ = Pin::new(upstream).poll_frame(cx);
@@ -147,13 +117,21 @@ impl Body for SseBody {
             match Pin::new(upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
-                        this.on_read(data);
+                        this.last_read = Instant::now();
+                        let progress = this.transcoder.on_read(data, &mut this.out);
+                        this.on_progress(progress);
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    this.fail(StreamFailure::Disconnected(error_chain(&e)));
+                    let failure = StreamFailure::Disconnected(error_chain(&e));
+                    let progress = this.transcoder.fail(failure, &mut this.out);
+                    this.on_progress(progress);
                 }
-                Poll::Ready(None) => this.on_eof(),
+                Poll::Ready(None) => {
+                    let progress = this.transcoder.on_eof(&mut this.out);
+                    this.on_progress(progress);
+                    this.upstream = None;
+                }
                 Poll::Pending => {
                     if this.out.is_empty() {
                         this.poll_timers(cx);

@@ -256,10 +256,15 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Erro
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Data => Error::invalid(
-                format!("invalid value for '{path}': {inner}"),
-                path,
-            ),
+            serde_json::error::Category::Data => {
+                let message = inner.to_string();
+                let param = match missing_field(&message) {
+                    Some(field) if path == "." => field.to_owned(),
+                    Some(field) => format!("{path}.{field}"),
+                    None => path,
+                };
+                Error::invalid(format!("invalid value for '{param}': {message}"), param)
+            }
             _ => Error::InvalidRequest {
                 message: format!("request body is not valid JSON: {inner}"),
                 param: None,
@@ -271,4 +276,10 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Erro
         param: None,
     })?;
     Ok(value)
+}
+
+/// The field name of serde's "missing field `x`" message.
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split_once('`').map(|(field, _)| field)
 }

@@ -18,6 +18,7 @@ use crate::sse_body::{SseBody, StreamTimers};
 use crate::transcode::StreamFailure;
 use crate::transcode::chat_aggregate::ChatAggregate;
 use crate::transcode::chat_stream::ChatStream;
+use crate::transcode::framed::FramedChat;
 use crate::transcode::request::{ResponseSettings, map_chat_request};
 
 /// Handles one chat completion.
@@ -69,7 +70,8 @@ fn stream_response(
         idle_timeout: config.upstream.idle_timeout(),
         keepalive: config.upstream.keepalive(),
     };
-    let body = SseBody::new(upstream, chat, config.upstream.max_line_bytes, timers);
+    let transcoder = FramedChat::new(chat, config.upstream.max_line_bytes);
+    let body = SseBody::new(upstream, transcoder, timers);
     let mut response = Response::new(BoxBody::new(body));
     let headers = response.headers_mut();
     headers.insert(

@@ -2,10 +2,12 @@
 //!
 //! - [`request`]: OpenAI chat request -> Ollama `/api/chat` request.
 //! - [`chat_stream`]: Ollama NDJSON lines -> OpenAI SSE chunk frames.
+//! - [`framed`]: NDJSON framing + [`chat_stream`], from upstream reads to SSE bytes.
 //! - [`chat_aggregate`]: Ollama NDJSON lines -> one OpenAI `chat.completion`.
 
 pub mod chat_aggregate;
 pub mod chat_stream;
+pub mod framed;
 pub mod request;
 
 use std::time::Duration;

@@ -1,0 +1,91 @@
+//! A client that goes away stops the generation: fake-ollama sees its connection closed
+//! within 100 ms, mid-stream, before the first token, and during a non-streaming call.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Harness;
+use ollama_bridge::fake_ollama::RequestRecord;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+const LIMIT: Duration = Duration::from_millis(100);
+
+async fn send_raw(h: &Harness, body: &serde_json::Value) -> TcpStream {
+    let body = body.to_string();
+    let mut stream = TcpStream::connect(h.bridge).await.expect("connect");
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: bridge\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream.write_all(body.as_bytes()).await.expect("write body");
+    stream
+}
+
+async fn wait_for_request(h: &Harness, model: &str) -> Arc<RequestRecord> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(r) = h.fake.requests().into_iter().find(|r| r.model == model) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "request for {model} never reached fake-ollama");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Closes `stream` and asserts that the upstream connection of `record` closes in time.
+async fn close_and_check(stream: TcpStream, record: &RequestRecord) {
+    assert!(record.wait_closed(Duration::from_millis(1)).await.is_none(), "upstream already closed");
+    let closed_at = Instant::now();
+    drop(stream);
+    let upstream_closed = record.wait_closed(Duration::from_secs(2)).await.expect("upstream connection closed");
+    let after = upstream_closed.saturating_duration_since(closed_at);
+    assert!(after < LIMIT, "upstream closed {after:?} after the client");
+}
+
+fn body(model: &str, stream: bool) -> serde_json::Value {
+    serde_json::json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+#[tokio::test]
+async fn mid_stream() {
+    let h = Harness::start().await;
+    let model = "synth?tokens=2000&rate=50";
+    let mut stream = send_raw(&h, &body(model, true)).await;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while seen.windows(5).filter(|w| w == b"data:").count() < 3 {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.expect("tokens arrive").expect("read");
+        assert!(n > 0, "stream ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let record = wait_for_request(&h, model).await;
+    close_and_check(stream, &record).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn before_the_first_token() {
+    let h = Harness::start().await;
+    let model = "synth?delay_ms=10000";
+    let stream = send_raw(&h, &body(model, true)).await;
+    let record = wait_for_request(&h, model).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    close_and_check(stream, &record).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn during_a_non_streaming_call() {
+    let h = Harness::start().await;
+    let model = "synth?tokens=2000&rate=50";
+    let stream = send_raw(&h, &body(model, false)).await;
+    let record = wait_for_request(&h, model).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    close_and_check(stream, &record).await;
+    h.stop().await;
+}

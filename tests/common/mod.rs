@@ -1,0 +1,167 @@
+//! Shared test harness: fake-ollama and the bridge, each on 127.0.0.1 port 0, with real HTTP
+//! between them and to the test.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use ollama_bridge::config::Config;
+use ollama_bridge::fake_ollama::{FakeOllama, load_transcripts};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+/// Transcripts recorded for this project, copied into the repository.
+pub fn local_fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recorded-local")
+}
+
+/// Public transcripts, read from `../shared/fixtures/ollama` (never copied into the repo).
+pub fn shared_fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/ollama")
+}
+
+/// Every `/api/chat` transcript, by name: the local recordings and the public `public-*` ones.
+pub fn chat_transcripts() -> HashMap<String, Bytes> {
+    let mut all = load_transcripts(&local_fixtures()).expect("tests/fixtures/recorded-local");
+    let shared = load_transcripts(&shared_fixtures()).expect("../shared/fixtures/ollama beside the repo");
+    all.extend(shared.into_iter().filter(|(name, body)| {
+        name.starts_with("public-") && body.windows(10).any(|w| w == b"\"message\":")
+    }));
+    all
+}
+
+/// A running fake-ollama and bridge.
+pub struct Harness {
+    pub fake: FakeOllama,
+    pub bridge: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Harness {
+    /// Default configuration, all transcripts loaded.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// As [`Harness::start`], with `configure` applied to the bridge's configuration.
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let fake = FakeOllama::start(chat_transcripts()).await.expect("fake-ollama binds");
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".to_owned();
+        config.upstream.url = fake.url();
+        config.server.shutdown_grace_ms = 1_000;
+        configure(&mut config);
+        let (bridge, shutdown, server) = start_bridge(config).await;
+        Self { fake, bridge, shutdown: Some(shutdown), server }
+    }
+
+    /// `http://addr/v1`, for SDK clients.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.bridge)
+    }
+
+    /// Stops the bridge and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server).await;
+    }
+}
+
+/// Starts the bridge in-process with `config` (its `server.listen` is bound as given).
+pub async fn start_bridge(
+    config: Config,
+) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let validated = config.validate().expect("valid test config");
+    let listener = tokio::net::TcpListener::bind(validated.listen).await.expect("bridge binds");
+    let addr = listener.local_addr().expect("local addr");
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(ollama_bridge::server::run(listener, validated, async {
+        let _ = rx.await;
+    }));
+    (addr, tx, server)
+}
+
+/// A whole HTTP response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The SSE events' `data:` payloads, checking the framing: every event is exactly one
+    /// `data: …` line and a blank line (SSE comments are skipped).
+    pub fn sse_data(&self) -> Vec<String> {
+        let text = self.text();
+        assert!(text.ends_with("\n\n"), "stream does not end with a blank line: {text:?}");
+        text.split("\n\n")
+            .filter(|event| !event.is_empty() && !event.starts_with(':'))
+            .map(|event| {
+                let data = event.strip_prefix("data: ").unwrap_or_else(|| panic!("not a data event: {event:?}"));
+                assert!(!data.contains('\n'), "multi-line event: {event:?}");
+                data.to_owned()
+            })
+            .collect()
+    }
+}
+
+/// Sends one request over a fresh HTTP/1.1 connection and reads the whole response.
+pub async fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> Reply {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(20), async {
+        let response = sender.send_request(req).await.expect("response");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Reply { status: parts.status.as_u16(), headers: parts.headers, body }
+    })
+    .await;
+    response.expect("response within 20 s")
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat(addr: SocketAddr, body: &serde_json::Value) -> Reply {
+    request(addr, "POST", "/v1/chat/completions", &body.to_string()).await
+}
+
+/// A minimal chat request body for `model`.
+pub fn chat_body(model: &str, stream: bool) -> serde_json::Value {
+    serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": stream,
+        "stream_options": if stream { serde_json::json!({"include_usage": true}) } else { serde_json::Value::Null },
+    })
+}
