@@ -186,14 +186,24 @@ impl Config {
             .listen
             .parse::<SocketAddr>()
             .map_err(|e| invalid("server.listen", format!("{e} (want host:port)")))?;
-        let upstream = parse_upstream(&self.upstream.url).map_err(|why| invalid("upstream.url", why))?;
+        let upstream =
+            parse_upstream(&self.upstream.url).map_err(|why| invalid("upstream.url", why))?;
         let positive = [
             ("server.max_body_bytes", self.server.max_body_bytes as u64),
-            ("upstream.connect_timeout_ms", self.upstream.connect_timeout_ms),
-            ("upstream.response_timeout_ms", self.upstream.response_timeout_ms),
+            (
+                "upstream.connect_timeout_ms",
+                self.upstream.connect_timeout_ms,
+            ),
+            (
+                "upstream.response_timeout_ms",
+                self.upstream.response_timeout_ms,
+            ),
             ("upstream.idle_timeout_ms", self.upstream.idle_timeout_ms),
             ("upstream.keepalive_ms", self.upstream.keepalive_ms),
-            ("upstream.max_line_bytes", self.upstream.max_line_bytes as u64),
+            (
+                "upstream.max_line_bytes",
+                self.upstream.max_line_bytes as u64,
+            ),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(invalid(key, "must be greater than 0".to_owned()));
@@ -226,7 +236,10 @@ impl UpstreamConfig {
 }
 
 fn parse_upstream(url: &str) -> Result<http::Uri, String> {
-    let uri: http::Uri = url.trim_end_matches('/').parse().map_err(|e| format!("{e}"))?;
+    let uri: http::Uri = url
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|e| format!("{e}"))?;
     if uri.scheme_str() != Some("http") {
         return Err("only http:// upstreams are supported".to_owned());
     }
@@ -254,18 +267,29 @@ mod tests {
     fn defaults_validate() {
         let v = Config::default().validate();
         let v = v.ok();
-        assert_eq!(v.map(|v| v.listen.to_string()), Some("127.0.0.1:8080".to_owned()));
+        assert_eq!(
+            v.map(|v| v.listen.to_string()),
+            Some("127.0.0.1:8080".to_owned())
+        );
     }
 
     #[test]
     fn bad_values_name_their_key() {
         let mut c = Config::default();
         c.upstream.url = "https://x".to_owned();
-        let msg = c.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        let msg = c
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(msg.contains("upstream.url"), "{msg}");
         let mut c = Config::default();
         c.upstream.idle_timeout_ms = 0;
-        let msg = c.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        let msg = c
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(msg.contains("upstream.idle_timeout_ms"), "{msg}");
     }
 

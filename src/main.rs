@@ -29,6 +29,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let mut config = match &cli.config {
@@ -53,7 +54,7 @@ async fn main() -> ExitCode {
     let local = listener.local_addr().map_or(validated.listen, |a| a);
     tracing::info!(
         "ollama-bridge listening on http://{local}/v1, upstream Ollama at {}",
-        validated.upstream
+        validated.config.upstream.url
     );
     ollama_bridge::server::run(listener, validated, shutdown_signal()).await;
     ExitCode::SUCCESS

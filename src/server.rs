@@ -62,7 +62,9 @@ pub async fn run(listener: TcpListener, config: Validated, shutdown: impl Future
             let state = Arc::clone(&state);
             async move { Ok::<_, Infallible>(respond(&state, req).await) }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

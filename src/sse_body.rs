@@ -88,7 +88,9 @@ impl SseBody {
         if let Some(keepalive) = self.keepalive.as_mut() {
             while keepalive.as_mut().poll(cx).is_ready() {
                 self.out.put_slice(sse::KEEPALIVE);
-                keepalive.as_mut().reset(Instant::now() + self.timers.keepalive);
+                keepalive
+                    .as_mut()
+                    .reset(Instant::now() + self.timers.keepalive);
             }
         }
     }

@@ -1,6 +1,11 @@
 //! A client that goes away stops the generation: fake-ollama sees its connection closed
 //! within 100 ms, mid-stream, before the first token, and during a non-streaming call.
 
+#![expect(
+    clippy::expect_used,
+    reason = "integration tests: a failed step stops the test with its reason"
+)]
+
 mod common;
 
 use std::sync::Arc;
@@ -32,17 +37,26 @@ async fn wait_for_request(h: &Harness, model: &str) -> Arc<RequestRecord> {
         if let Some(r) = h.fake.requests().into_iter().find(|r| r.model == model) {
             return r;
         }
-        assert!(Instant::now() < deadline, "request for {model} never reached fake-ollama");
+        assert!(
+            Instant::now() < deadline,
+            "request for {model} never reached fake-ollama"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
 /// Closes `stream` and asserts that the upstream connection of `record` closes in time.
 async fn close_and_check(stream: TcpStream, record: &RequestRecord) {
-    assert!(record.wait_closed(Duration::from_millis(1)).await.is_none(), "upstream already closed");
+    assert!(
+        record.wait_closed(Duration::from_millis(1)).await.is_none(),
+        "upstream already closed"
+    );
     let closed_at = Instant::now();
     drop(stream);
-    let upstream_closed = record.wait_closed(Duration::from_secs(2)).await.expect("upstream connection closed");
+    let upstream_closed = record
+        .wait_closed(Duration::from_secs(2))
+        .await
+        .expect("upstream connection closed");
     let after = upstream_closed.saturating_duration_since(closed_at);
     assert!(after < LIMIT, "upstream closed {after:?} after the client");
 }
@@ -59,7 +73,10 @@ async fn mid_stream() {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     while seen.windows(5).filter(|w| w == b"data:").count() < 3 {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.expect("tokens arrive").expect("read");
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("tokens arrive")
+            .expect("read");
         assert!(n > 0, "stream ended early");
         seen.extend_from_slice(&buf[..n]);
     }

@@ -1,6 +1,11 @@
 //! Every error path: before the stream (status + OpenAI error body) and during it (the
 //! partial content, then one error event and the end of the stream).
 
+#![expect(
+    clippy::expect_used,
+    reason = "integration tests: a failed step stops the test with its reason"
+)]
+
 mod common;
 
 use common::{Harness, chat, chat_body, request, start_bridge};
@@ -12,8 +17,15 @@ fn assert_error(reply: &common::Reply, status: u16, kind: &str, param: Value) ->
     assert_eq!(reply.header("content-type"), Some("application/json"));
     let body = reply.json();
     let error = body["error"].clone();
-    assert_eq!(error.as_object().map(|o| o.len()), Some(4), "message, type, param, code: {body}");
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert_eq!(
+        error.as_object().map(|o| o.len()),
+        Some(4),
+        "message, type, param, code: {body}"
+    );
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert_eq!(error["type"], kind, "{body}");
     assert_eq!(error["param"], param, "{body}");
     error
@@ -21,7 +33,9 @@ fn assert_error(reply: &common::Reply, status: u16, kind: &str, param: Value) ->
 
 #[tokio::test]
 async fn upstream_unreachable_is_502() {
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = closed.local_addr().expect("addr").port();
     drop(closed);
     let mut config = Config::default();
@@ -57,9 +71,21 @@ async fn oversized_bodies_are_413_and_bad_json_400() {
     assert_eq!(error["code"], "request_too_large");
     assert!(h.fake.requests().is_empty(), "nothing reached upstream");
 
-    let reply = request(h.bridge, "POST", "/v1/chat/completions", "{\"model\": \"m\", ").await;
+    let reply = request(
+        h.bridge,
+        "POST",
+        "/v1/chat/completions",
+        "{\"model\": \"m\", ",
+    )
+    .await;
     assert_error(&reply, 400, "invalid_request_error", Value::Null);
-    let reply = request(h.bridge, "POST", "/v1/chat/completions", r#"{"model":"m","messages":[],"max_tokens":"ten"}"#).await;
+    let reply = request(
+        h.bridge,
+        "POST",
+        "/v1/chat/completions",
+        r#"{"model":"m","messages":[],"max_tokens":"ten"}"#,
+    )
+    .await;
     assert_error(&reply, 400, "invalid_request_error", json!("max_tokens"));
     let reply = request(h.bridge, "POST", "/v1/nope", "{}").await;
     assert_error(&reply, 404, "not_found_error", Value::Null);
@@ -74,15 +100,28 @@ async fn partial_then_error(h: &Harness, model: &str) -> (String, Value) {
     assert_eq!(reply.status, 200, "{}", reply.text());
     let data = reply.sse_data();
     let (last, chunks) = data.split_last().expect("events");
-    assert!(!data.iter().any(|d| d == "[DONE]"), "no [DONE] after a failure: {data:?}");
-    let content = chunks.iter().map(|c| {
-        let v: Value = serde_json::from_str(c).expect("JSON chunk");
-        assert!(v.get("error").is_none(), "one error event only, at the end");
-        v["choices"][0]["delta"]["content"].as_str().unwrap_or_default().to_owned()
-    }).collect();
+    assert!(
+        !data.iter().any(|d| d == "[DONE]"),
+        "no [DONE] after a failure: {data:?}"
+    );
+    let content = chunks
+        .iter()
+        .map(|c| {
+            let v: Value = serde_json::from_str(c).expect("JSON chunk");
+            assert!(v.get("error").is_none(), "one error event only, at the end");
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
     let error: Value = serde_json::from_str(last).expect("JSON error event");
     let error = error["error"].clone();
-    assert_eq!((error["type"].clone(), error["param"].clone()), (json!("api_error"), Value::Null), "{error}");
+    assert_eq!(
+        (error["type"].clone(), error["param"].clone()),
+        (json!("api_error"), Value::Null),
+        "{error}"
+    );
     (content, error)
 }
 
@@ -101,7 +140,10 @@ async fn mid_stream_failures_keep_the_partial_content_and_end_with_one_error_eve
         assert_eq!(error["code"], code, "{model}: {error}");
     }
     let (_, error) = partial_then_error(&h, "synth?tokens=6&error_after=3").await;
-    assert_eq!(error["message"], "upstream error: synthetic upstream failure");
+    assert_eq!(
+        error["message"],
+        "upstream error: synthetic upstream failure"
+    );
     h.stop().await;
 }
 
@@ -126,9 +168,19 @@ async fn the_upstream_request_carries_the_mapped_fields() {
     let body = json!({"model":"synth?tokens=2","messages":[{"role":"user","content":"hi"}],
         "max_completion_tokens": 9, "stop": ["x"], "tools": [{"type":"function","function":{"name":"f"}}]});
     assert_eq!(chat(h.bridge, &body).await.status, 200);
-    let sent = h.fake.last_request("synth").expect("request reached fake-ollama");
-    assert_eq!(sent.body["stream"], true, "the bridge always streams from Ollama");
-    assert_eq!(sent.body["options"], json!({"num_predict": 9, "stop": ["x"]}), "no forced temperature/top_p");
+    let sent = h
+        .fake
+        .last_request("synth")
+        .expect("request reached fake-ollama");
+    assert_eq!(
+        sent.body["stream"], true,
+        "the bridge always streams from Ollama"
+    );
+    assert_eq!(
+        sent.body["options"],
+        json!({"num_predict": 9, "stop": ["x"]}),
+        "no forced temperature/top_p"
+    );
     assert_eq!(sent.body["tools"][0]["function"]["name"], "f");
     h.stop().await;
 }

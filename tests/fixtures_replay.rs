@@ -1,6 +1,11 @@
 //! Every recorded `/api/chat` transcript is replayed by fake-ollama through the bridge, and
 //! the whole OpenAI output is checked against frames derived from the transcript.
 
+#![expect(
+    clippy::expect_used,
+    reason = "integration tests: a failed step stops the test with its reason"
+)]
+
 mod common;
 
 use common::{Harness, chat, chat_body, chat_transcripts};
@@ -40,11 +45,19 @@ fn expected(transcript: &[u8]) -> Expected {
         e.reasoning.push_str(thinking);
         for call in msg["tool_calls"].as_array().into_iter().flatten() {
             let index = e.calls.len();
-            let id = call["id"].as_str().expect("recorded calls have ids").to_owned();
-            let name = call["function"]["name"].as_str().unwrap_or_default().to_owned();
+            let id = call["id"]
+                .as_str()
+                .expect("recorded calls have ids")
+                .to_owned();
+            let name = call["function"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let args = call["function"]["arguments"].clone();
             e.deltas.push(json!({"tool_calls":[{"index":index,"id":id,"type":"function","function":{"name":name,"arguments":""}}]}));
-            e.deltas.push(json!({"tool_calls":[{"index":index,"function":{"arguments":args.to_string()}}]}));
+            e.deltas.push(
+                json!({"tool_calls":[{"index":index,"function":{"arguments":args.to_string()}}]}),
+            );
             e.calls.push((id, name, args));
         }
         if chunk["done"] == json!(true) {
@@ -53,7 +66,10 @@ fn expected(transcript: &[u8]) -> Expected {
                 _ if !e.calls.is_empty() => "tool_calls",
                 _ => "stop",
             };
-            let (p, c) = (chunk["prompt_eval_count"].as_u64().unwrap_or(0), chunk["eval_count"].as_u64().unwrap_or(0));
+            let (p, c) = (
+                chunk["prompt_eval_count"].as_u64().unwrap_or(0),
+                chunk["eval_count"].as_u64().unwrap_or(0),
+            );
             e.usage = json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c});
         }
     }
@@ -64,7 +80,12 @@ fn expected(transcript: &[u8]) -> Expected {
 async fn every_transcript_streams_exactly() {
     let harness = Harness::start().await;
     let transcripts = chat_transcripts();
-    assert_eq!(transcripts.len(), 10, "fixtures missing: {:?}", transcripts.keys());
+    assert_eq!(
+        transcripts.len(),
+        10,
+        "fixtures missing: {:?}",
+        transcripts.keys()
+    );
     for (name, transcript) in &transcripts {
         let want = expected(transcript);
         let reply = chat(harness.bridge, &chat_body(name, true)).await;
@@ -72,16 +93,26 @@ async fn every_transcript_streams_exactly() {
         assert_eq!(reply.header("content-type"), Some("text/event-stream"));
         assert_eq!(reply.header("cache-control"), Some("no-cache"));
         assert_eq!(reply.header("x-accel-buffering"), Some("no"));
-        assert!(reply.header("x-request-id").is_some_and(|id| !id.is_empty()));
+        assert!(
+            reply
+                .header("x-request-id")
+                .is_some_and(|id| !id.is_empty())
+        );
 
         let data = reply.sse_data();
         assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{name}");
-        let frames: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).expect("JSON frame")).collect();
+        let frames: Vec<Value> = data[..data.len() - 1]
+            .iter()
+            .map(|d| serde_json::from_str(d).expect("JSON frame"))
+            .collect();
         let (usage_frame, choice_frames) = frames.split_last().expect("frames");
         let id = frames[0]["id"].as_str().expect("id");
         assert!(id.starts_with("chatcmpl-"), "{id}");
         for f in &frames {
-            assert_eq!((f["id"].as_str(), f["object"].as_str(), f["model"].as_str()), (Some(id), Some("chat.completion.chunk"), Some(name.as_str())));
+            assert_eq!(
+                (f["id"].as_str(), f["object"].as_str(), f["model"].as_str()),
+                (Some(id), Some("chat.completion.chunk"), Some(name.as_str()))
+            );
             assert!(f["created"].as_u64().is_some() && f["system_fingerprint"].is_string());
         }
         // The usage chunk, after the finish chunk; every other chunk has usage null.
@@ -89,27 +120,54 @@ async fn every_transcript_streams_exactly() {
         assert_eq!(usage_frame["usage"], want.usage, "{name}");
         let (finish, deltas) = choice_frames.split_last().expect("finish frame");
         assert_eq!(finish["choices"][0]["delta"], json!({}), "{name}");
-        assert_eq!(finish["choices"][0]["finish_reason"], json!(want.finish_reason), "{name}");
+        assert_eq!(
+            finish["choices"][0]["finish_reason"],
+            json!(want.finish_reason),
+            "{name}"
+        );
         assert_eq!(finish["usage"], Value::Null);
         // Role once, on the first chunk; then exactly the transcript's deltas, in order.
         let mut got = Vec::new();
         for (i, f) in deltas.iter().enumerate() {
             assert_eq!(f["usage"], Value::Null);
             let choice = &f["choices"][0];
-            assert_eq!((choice["index"].clone(), choice["finish_reason"].clone(), choice["logprobs"].clone()), (json!(0), Value::Null, Value::Null));
+            assert_eq!(
+                (
+                    choice["index"].clone(),
+                    choice["finish_reason"].clone(),
+                    choice["logprobs"].clone()
+                ),
+                (json!(0), Value::Null, Value::Null)
+            );
             let mut delta = choice["delta"].as_object().expect("delta object").clone();
-            assert_eq!(delta.remove("role").is_some(), i == 0, "{name}: role on chunk {i} only if first");
+            assert_eq!(
+                delta.remove("role").is_some(),
+                i == 0,
+                "{name}: role on chunk {i} only if first"
+            );
             got.push(Value::Object(delta));
         }
         assert_eq!(got, want.deltas, "{name}");
         // Concatenations equal the upstream text.
-        let cat = |key: &str| got.iter().filter_map(|d| d[key].as_str()).collect::<String>();
+        let cat = |key: &str| {
+            got.iter()
+                .filter_map(|d| d[key].as_str())
+                .collect::<String>()
+        };
         assert_eq!(cat("content"), want.content, "{name}");
         assert_eq!(cat("reasoning_content"), want.reasoning, "{name}");
         for (i, (_, _, args)) in want.calls.iter().enumerate() {
-            let sent: String = got.iter().flat_map(|d| d["tool_calls"].as_array().cloned().unwrap_or_default())
-                .filter(|c| c["index"] == json!(i)).filter_map(|c| c["function"]["arguments"].as_str().map(str::to_owned)).collect();
-            assert_eq!(&serde_json::from_str::<Value>(&sent).expect("arguments are JSON"), args, "{name}");
+            let sent: String = got
+                .iter()
+                .flat_map(|d| d["tool_calls"].as_array().cloned().unwrap_or_default())
+                .filter(|c| c["index"] == json!(i))
+                .filter_map(|c| c["function"]["arguments"].as_str().map(str::to_owned))
+                .collect();
+            assert_eq!(
+                &serde_json::from_str::<Value>(&sent).expect("arguments are JSON"),
+                args,
+                "{name}"
+            );
         }
     }
     harness.stop().await;
@@ -124,7 +182,10 @@ async fn every_transcript_aggregates_into_one_completion() {
         assert_eq!(reply.status, 200, "{name}: {}", reply.text());
         assert_eq!(reply.header("content-type"), Some("application/json"));
         let body = reply.json();
-        assert_eq!((body["object"].as_str(), body["model"].as_str()), (Some("chat.completion"), Some(name.as_str())));
+        assert_eq!(
+            (body["object"].as_str(), body["model"].as_str()),
+            (Some("chat.completion"), Some(name.as_str()))
+        );
         let choice = &body["choices"][0];
         let message = &choice["message"];
         assert_eq!(message["role"], "assistant");
@@ -132,13 +193,34 @@ async fn every_transcript_aggregates_into_one_completion() {
         if want.reasoning.is_empty() {
             assert!(message.get("reasoning_content").is_none(), "{name}");
         } else {
-            assert_eq!(message["reasoning_content"], json!(want.reasoning), "{name}");
+            assert_eq!(
+                message["reasoning_content"],
+                json!(want.reasoning),
+                "{name}"
+            );
         }
-        let calls: Vec<(String, String, Value)> = message["tool_calls"].as_array().into_iter().flatten().map(|c| {
-            assert_eq!(c["type"], "function");
-            let args = serde_json::from_str(c["function"]["arguments"].as_str().expect("arguments string")).expect("JSON");
-            (c["id"].as_str().unwrap_or_default().to_owned(), c["function"]["name"].as_str().unwrap_or_default().to_owned(), args)
-        }).collect();
+        let calls: Vec<(String, String, Value)> = message["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                assert_eq!(c["type"], "function");
+                let args = serde_json::from_str(
+                    c["function"]["arguments"]
+                        .as_str()
+                        .expect("arguments string"),
+                )
+                .expect("JSON");
+                (
+                    c["id"].as_str().unwrap_or_default().to_owned(),
+                    c["function"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    args,
+                )
+            })
+            .collect();
         assert_eq!(calls, want.calls, "{name}");
         assert_eq!(choice["finish_reason"], json!(want.finish_reason), "{name}");
         assert_eq!(body["usage"], want.usage, "{name}");
@@ -149,20 +231,28 @@ async fn every_transcript_aggregates_into_one_completion() {
 #[tokio::test]
 async fn byte_by_byte_upstream_reads_give_the_same_stream() {
     let harness = Harness::start().await;
-    for name in ["plain_stop", "tool_think", "public-ollama-0.35.1-qwen3-think-abridged"] {
+    for name in [
+        "plain_stop",
+        "tool_think",
+        "public-ollama-0.35.1-qwen3-think-abridged",
+    ] {
         let mut outputs = Vec::new();
         for split in ["", "?chunk_bytes=1", "?chunk_bytes=7"] {
             let reply = chat(harness.bridge, &chat_body(&format!("{name}{split}"), true)).await;
             assert_eq!(reply.status, 200);
-            let frames: Vec<Value> = reply.sse_data().iter().map(|d| {
-                let mut v: Value = serde_json::from_str(d).unwrap_or(json!(d));
-                if let Some(o) = v.as_object_mut() {
-                    o.remove("id");
-                    o.remove("created");
-                    o.remove("model");
-                }
-                v
-            }).collect();
+            let frames: Vec<Value> = reply
+                .sse_data()
+                .iter()
+                .map(|d| {
+                    let mut v: Value = serde_json::from_str(d).unwrap_or(json!(d));
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("id");
+                        o.remove("created");
+                        o.remove("model");
+                    }
+                    v
+                })
+                .collect();
             outputs.push(frames);
         }
         assert_eq!(outputs[0], outputs[1], "{name}: byte-split differs");

@@ -35,7 +35,9 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let transcripts = match &cli.transcripts {
         Some(dir) => load_transcripts(dir)?,

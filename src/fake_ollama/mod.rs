@@ -32,8 +32,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-pub use script::Synth;
 use script::Step;
+pub use script::Synth;
 
 /// One chat request fake-ollama received.
 #[derive(Debug)]
@@ -74,7 +74,9 @@ impl FakeOllama {
     /// Serves on `listener` in a background task with `transcripts` (name -> NDJSON body) and
     /// `synth` as the defaults of synthetic streams.
     pub fn spawn(listener: TcpListener, transcripts: HashMap<String, Bytes>, synth: Synth) -> Self {
-        let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let shared = Arc::new(Shared {
             transcripts,
             synth,
@@ -180,9 +182,10 @@ async fn answer(
     closed: watch::Receiver<Option<Instant>>,
 ) -> Response<FakeBody> {
     match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/api/version") => {
-            json_response(StatusCode::OK, &serde_json::json!({"version": "0.0.0-fake"}))
-        }
+        ("GET", "/api/version") => json_response(
+            StatusCode::OK,
+            &serde_json::json!({"version": "0.0.0-fake"}),
+        ),
         ("GET", "/api/tags") => {
             let mut names: Vec<&String> = shared.transcripts.keys().collect();
             names.sort();
@@ -193,7 +196,10 @@ async fn answer(
             json_response(StatusCode::OK, &serde_json::json!({ "models": models }))
         }
         ("POST", "/api/chat") => chat(shared, req, closed).await,
-        _ => json_response(StatusCode::NOT_FOUND, &serde_json::json!({"error": "404 page not found"})),
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": "404 page not found"}),
+        ),
     }
 }
 
@@ -203,7 +209,12 @@ async fn chat(
     closed: watch::Receiver<Option<Instant>>,
 ) -> Response<FakeBody> {
     let received = Instant::now();
-    let bytes = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let bytes = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     let model = body["model"].as_str().unwrap_or_default().to_owned();
     lock(&shared.requests).push(Arc::new(RequestRecord {
@@ -229,16 +240,25 @@ async fn chat(
                     tokio::time::sleep(Duration::from_millis(synth.delay_ms)).await;
                 }
                 if let Some(status) = synth.status {
-                    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                    return json_response(status, &serde_json::json!({"error": "synthetic status"}));
+                    let status =
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    return json_response(
+                        status,
+                        &serde_json::json!({"error": "synthetic status"}),
+                    );
                 }
                 synth.steps(name)
             }
-            Err(e) => return json_response(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e })),
+            Err(e) => {
+                return json_response(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e }));
+            }
         }
     } else {
         let error = format!("model '{model}' not found");
-        return json_response(StatusCode::NOT_FOUND, &serde_json::json!({ "error": error }));
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({ "error": error }),
+        );
     };
     stream_response(steps)
 }
@@ -287,6 +307,8 @@ impl Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        self.rx.poll_recv(cx).map(|item| item.map(|r| r.map(Frame::data)))
+        self.rx
+            .poll_recv(cx)
+            .map(|item| item.map(|r| r.map(Frame::data)))
     }
 }

@@ -20,6 +20,8 @@ pub struct Synth {
     pub tool_call: bool,
     /// Delay before the response headers and first token, in milliseconds.
     pub delay_ms: u64,
+    /// Pause after the response headers, before the first token, in milliseconds.
+    pub pause_ms: u64,
     /// `done_reason` of the last line.
     pub done_reason: String,
     /// After this many content tokens, send `{"error":…}` and end the body.
@@ -42,6 +44,7 @@ impl Default for Synth {
             think_tokens: 0,
             tool_call: false,
             delay_ms: 0,
+            pause_ms: 0,
             done_reason: "stop".to_owned(),
             error_after: None,
             drop_after: None,
@@ -81,6 +84,7 @@ impl Synth {
                 "think_tokens" => self.think_tokens = int()? as u32,
                 "tool_call" => self.tool_call = value.parse().map_err(|_| bad())?,
                 "delay_ms" => self.delay_ms = int()?,
+                "pause_ms" => self.pause_ms = int()?,
                 "done_reason" => value.clone_into(&mut self.done_reason),
                 "error_after" => self.error_after = Some(int()? as u32),
                 "drop_after" => self.drop_after = Some(int()? as u32),
@@ -97,23 +101,35 @@ impl Synth {
     pub fn steps(&self, model: &str) -> Vec<Step> {
         let gap = (self.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / self.rate));
         let mut steps = Vec::new();
+        if self.pause_ms > 0 {
+            steps.push(Step::Sleep(Duration::from_millis(self.pause_ms)));
+        }
         let push = |line: serde_json::Value, steps: &mut Vec<Step>| {
             if let Some(gap) = gap {
-                if !steps.is_empty() {
+                if steps.iter().any(|s| matches!(s, Step::Send(_))) {
                     steps.push(Step::Sleep(gap));
                 }
             }
             steps.push(Step::Send(ndjson(&line)));
         };
         for i in 0..self.think_tokens {
-            push(chunk(model, json!({"role":"assistant","content":"","thinking":format!("t{i} ")})), &mut steps);
+            push(
+                chunk(
+                    model,
+                    json!({"role":"assistant","content":"","thinking":format!("t{i} ")}),
+                ),
+                &mut steps,
+            );
         }
         for i in 0..self.tokens {
             if let Some(fault) = self.fault_at(i) {
                 steps.push(fault);
                 return steps;
             }
-            push(chunk(model, json!({"role":"assistant","content":token_text(i)})), &mut steps);
+            push(
+                chunk(model, json!({"role":"assistant","content":token_text(i)})),
+                &mut steps,
+            );
         }
         if let Some(fault) = self.fault_at(self.tokens) {
             steps.push(fault);
@@ -122,7 +138,13 @@ impl Synth {
         if self.tool_call {
             let call = json!({"id":"call_fake0001","function":{"index":0,"name":"get_weather",
                 "arguments":{"city":"Paris","unit":"celsius"}}});
-            push(chunk(model, json!({"role":"assistant","content":"","tool_calls":[call]})), &mut steps);
+            push(
+                chunk(
+                    model,
+                    json!({"role":"assistant","content":"","tool_calls":[call]}),
+                ),
+                &mut steps,
+            );
         }
         let mut last = chunk(model, json!({"role":"assistant","content":""}));
         last["done"] = json!(true);
@@ -137,7 +159,9 @@ impl Synth {
 
     fn fault_at(&self, i: u32) -> Option<Step> {
         if self.error_after == Some(i) {
-            return Some(Step::Send(ndjson(&json!({"error":"synthetic upstream failure"}))));
+            return Some(Step::Send(ndjson(
+                &json!({"error":"synthetic upstream failure"}),
+            )));
         }
         if self.drop_after == Some(i) {
             return Some(Step::Drop);
@@ -146,7 +170,9 @@ impl Synth {
             return Some(Step::Stall);
         }
         if self.malformed_after == Some(i) {
-            return Some(Step::Send(Bytes::from_static(b"{\"model\":\"synth\",\"message\":{\n")));
+            return Some(Step::Send(Bytes::from_static(
+                b"{\"model\":\"synth\",\"message\":{\n",
+            )));
         }
         None
     }
@@ -179,7 +205,10 @@ pub fn replay(transcript: &Bytes, chunk_bytes: usize, gap: Duration) -> Vec<Step
         }
         pieces
     } else {
-        transcript.chunks(chunk_bytes).map(Bytes::copy_from_slice).collect()
+        transcript
+            .chunks(chunk_bytes)
+            .map(Bytes::copy_from_slice)
+            .collect()
     };
     let mut steps = Vec::with_capacity(pieces.len() * 2);
     for piece in pieces {

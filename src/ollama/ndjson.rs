@@ -40,7 +40,10 @@ impl NdjsonFramer {
 
     /// Hands the framer the next read. Call only after `next_line` returned `Ok(None)`.
     pub fn push(&mut self, read: Bytes) {
-        debug_assert!(self.read.is_empty(), "push before the previous read was framed");
+        debug_assert!(
+            self.read.is_empty(),
+            "push before the previous read was framed"
+        );
         self.read = read;
     }
 

@@ -214,7 +214,10 @@ pub struct ToolFunction {
 
 /// `tool_choice`.
 #[derive(Debug, Deserialize)]
-#[serde(untagged, expecting = "\"none\", \"auto\", \"required\" or {\"type\":\"function\",\"function\":{\"name\":…}}")]
+#[serde(
+    untagged,
+    expecting = "\"none\", \"auto\", \"required\" or {\"type\":\"function\",\"function\":{\"name\":…}}"
+)]
 pub enum ToolChoice {
     /// `none`, `auto` or `required`.
     Mode(String),

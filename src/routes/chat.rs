@@ -78,7 +78,10 @@ fn stream_response(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
-    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
@@ -106,7 +109,9 @@ async fn aggregate_response(
             .map_err(|_| failed(StreamFailure::IdleTimeout(idle_timeout)))?;
         match frame {
             Some(Ok(frame)) => {
-                let Ok(data) = frame.into_data() else { continue };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
                 framer.push(data);
                 while let Some(line) = framer
                     .next_line()

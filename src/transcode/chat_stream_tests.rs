@@ -3,17 +3,28 @@ use super::*;
 const HEAD: &str = r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":7,"model":"m","system_fingerprint":"fp_ollama","choices":["#;
 
 fn stream(include_usage: bool, logprobs: bool) -> ChatStream {
-    ChatStream::new("chatcmpl-1", 7, "m", include_usage, logprobs, ReasoningField::ReasoningContent)
+    ChatStream::new(
+        "chatcmpl-1",
+        7,
+        "m",
+        include_usage,
+        logprobs,
+        ReasoningField::ReasoningContent,
+    )
 }
 
 fn run(chat: &mut ChatStream, lines: &[&str]) -> (String, Vec<Result<Step, StreamFailure>>) {
     let mut out = BytesMut::new();
-    let steps = lines.iter().map(|l| chat.on_line(l.as_bytes(), &mut out)).collect();
+    let steps = lines
+        .iter()
+        .map(|l| chat.on_line(l.as_bytes(), &mut out))
+        .collect();
     (String::from_utf8_lossy(&out).into_owned(), steps)
 }
 
 fn choice(delta: &str, finish: &str) -> String {
-    format!(r#"{HEAD}{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish}}}]}}"#) + "\n\n"
+    format!(r#"{HEAD}{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish}}}]}}"#)
+        + "\n\n"
 }
 
 #[test]
@@ -36,15 +47,32 @@ fn text_stream_is_exact_on_the_wire() {
     ]
     .concat();
     assert_eq!(out, want);
-    let usage = Usage { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 };
-    assert_eq!(steps, vec![Ok(Step::Delta), Ok(Step::Quiet), Ok(Step::Delta), Ok(Step::Done(usage))]);
+    let usage = Usage {
+        prompt_tokens: 3,
+        completion_tokens: 2,
+        total_tokens: 5,
+    };
+    assert_eq!(
+        steps,
+        vec![
+            Ok(Step::Delta),
+            Ok(Step::Quiet),
+            Ok(Step::Delta),
+            Ok(Step::Done(usage))
+        ]
+    );
     assert!(chat.is_ended());
 }
 
 #[test]
 fn usage_chunk_and_null_usage_on_every_chunk() {
     let mut chat = stream(true, false);
-    let (out, _) = run(&mut chat, &[r#"{"message":{"content":""},"done":true,"done_reason":"length","prompt_eval_count":4,"eval_count":1}"#]);
+    let (out, _) = run(
+        &mut chat,
+        &[
+            r#"{"message":{"content":""},"done":true,"done_reason":"length","prompt_eval_count":4,"eval_count":1}"#,
+        ],
+    );
     let tail = "],\"usage\":null}\n\n";
     let want = [
         format!(r#"{HEAD}{{"index":0,"delta":{{"role":"assistant","content":""}},"logprobs":null,"finish_reason":null}}{tail}"#),
@@ -70,17 +98,41 @@ fn tool_calls_are_header_then_arguments_with_indexes_across_the_response() {
     let frames: Vec<&str> = out.split("\n\n").filter(|f| !f.is_empty()).collect();
     assert_eq!(frames.len(), 6);
     assert_eq!(frames[0], choice(r#"{"role":"assistant","tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"f","arguments":""}}]}"#, "null").trim_end());
-    assert_eq!(frames[1], choice(r#"{"tool_calls":[{"index":0,"function":{"arguments":"{\"x\":\"a\\\"b\"}"}}]}"#, "null").trim_end());
-    assert!(frames[2].contains(r#""tool_calls":[{"index":1,"id":"call_"#), "{}", frames[2]);
-    assert!(frames[3].contains(r#"{"index":1,"function":{"arguments":"{}"}}"#), "{}", frames[3]);
+    assert_eq!(
+        frames[1],
+        choice(
+            r#"{"tool_calls":[{"index":0,"function":{"arguments":"{\"x\":\"a\\\"b\"}"}}]}"#,
+            "null"
+        )
+        .trim_end()
+    );
+    assert!(
+        frames[2].contains(r#""tool_calls":[{"index":1,"id":"call_"#),
+        "{}",
+        frames[2]
+    );
+    assert!(
+        frames[3].contains(r#"{"index":1,"function":{"arguments":"{}"}}"#),
+        "{}",
+        frames[3]
+    );
     assert!(frames[4].contains(r#""finish_reason":"tool_calls""#));
 }
 
 #[test]
 fn reasoning_goes_to_the_configured_fields() {
     let mut chat = ChatStream::new("chatcmpl-1", 7, "m", false, false, ReasoningField::Both);
-    let (out, _) = run(&mut chat, &[r#"{"message":{"content":"","thinking":"hm"},"done":false}"#]);
-    assert_eq!(out, choice(r#"{"role":"assistant","reasoning_content":"hm","reasoning":"hm"}"#, "null"));
+    let (out, _) = run(
+        &mut chat,
+        &[r#"{"message":{"content":"","thinking":"hm"},"done":false}"#],
+    );
+    assert_eq!(
+        out,
+        choice(
+            r#"{"role":"assistant","reasoning_content":"hm","reasoning":"hm"}"#,
+            "null"
+        )
+    );
 }
 
 #[test]
@@ -94,10 +146,19 @@ fn logprobs_pass_through_only_when_asked() {
 
 #[test]
 fn finish_reason_stays_in_openais_set() {
-    for (done_reason, want) in [("stop", "stop"), ("length", "length"), ("load", "stop"), ("unload", "stop")] {
-        let line = format!(r#"{{"message":{{"content":"x"}},"done":true,"done_reason":"{done_reason}"}}"#);
+    for (done_reason, want) in [
+        ("stop", "stop"),
+        ("length", "length"),
+        ("load", "stop"),
+        ("unload", "stop"),
+    ] {
+        let line =
+            format!(r#"{{"message":{{"content":"x"}},"done":true,"done_reason":"{done_reason}"}}"#);
         let (out, _) = run(&mut stream(false, false), &[&line]);
-        assert!(out.contains(&format!(r#""finish_reason":"{want}""#)), "{done_reason}: {out}");
+        assert!(
+            out.contains(&format!(r#""finish_reason":"{want}""#)),
+            "{done_reason}: {out}"
+        );
     }
 }
 
@@ -106,9 +167,16 @@ fn error_and_malformed_lines_fail_with_one_event() {
     let mut chat = stream(false, false);
     let (_, steps) = run(&mut chat, &[r#"{"error":"boom"}"#]);
     assert_eq!(steps, vec![Err(StreamFailure::Upstream("boom".to_owned()))]);
-    for bad in [r#"{"message":{"content":5},"done":false}"#, "{not json", r#"[1]"#] {
+    for bad in [
+        r#"{"message":{"content":5},"done":false}"#,
+        "{not json",
+        r#"[1]"#,
+    ] {
         let (_, steps) = run(&mut stream(false, false), &[bad]);
-        assert!(matches!(steps[0], Err(StreamFailure::Malformed(_))), "{bad}: {steps:?}");
+        assert!(
+            matches!(steps[0], Err(StreamFailure::Malformed(_))),
+            "{bad}: {steps:?}"
+        );
     }
     let mut out = BytesMut::new();
     chat.fail(&StreamFailure::Upstream("boom".to_owned()), &mut out);

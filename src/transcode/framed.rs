@@ -81,7 +81,9 @@ impl FramedChat {
             return Progress::Open { delta: false };
         }
         self.fail(
-            StreamFailure::Disconnected("upstream closed the stream before its last chunk".to_owned()),
+            StreamFailure::Disconnected(
+                "upstream closed the stream before its last chunk".to_owned(),
+            ),
             out,
         )
     }

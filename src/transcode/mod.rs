@@ -73,7 +73,9 @@ pub fn parse_chunk(line: &[u8]) -> Result<ChatChunk<'_>, StreamFailure> {
         let fields = [("content", message.content), ("thinking", message.thinking)];
         for (name, value) in fields {
             if value.is_some_and(|v| !is_string(v)) {
-                return Err(StreamFailure::Malformed(format!("message.{name} is not a string")));
+                return Err(StreamFailure::Malformed(format!(
+                    "message.{name} is not a string"
+                )));
             }
         }
         for call in message.tool_calls.iter().flatten() {

@@ -88,7 +88,10 @@ fn map_messages(messages: &[ChatMessage]) -> Result<Vec<ollama::Message>, Error>
                 Role::Assistant => "assistant",
                 Role::Tool => "tool",
             },
-            thinking: msg.reasoning_content.clone().or_else(|| msg.reasoning.clone()),
+            thinking: msg
+                .reasoning_content
+                .clone()
+                .or_else(|| msg.reasoning.clone()),
             ..Default::default()
         };
         match &msg.content {
@@ -139,7 +142,8 @@ fn map_parts(parts: &[ContentPart], i: usize, m: &mut ollama::Message) -> Result
             }
             ContentPart::ImageUrl { image_url } => {
                 let param = || format!("messages[{i}].content[{j}].image_url");
-                let data = image_data(image_url.url()).map_err(|why| Error::invalid(why, param()))?;
+                let data =
+                    image_data(image_url.url()).map_err(|why| Error::invalid(why, param()))?;
                 m.images.push(data.to_owned());
             }
         }
@@ -150,8 +154,10 @@ fn map_parts(parts: &[ContentPart], i: usize, m: &mut ollama::Message) -> Result
 /// The base64 payload of a `data:[<mime>];base64,<data>` URL.
 fn image_data(url: &str) -> Result<&str, &'static str> {
     let Some(rest) = url.strip_prefix("data:") else {
-        return Err("only base64 data URLs (data:image/...;base64,...) are accepted for images; \
-                    http(s) image URLs are not fetched");
+        return Err(
+            "only base64 data URLs (data:image/...;base64,...) are accepted for images; \
+                    http(s) image URLs are not fetched",
+        );
     };
     match rest.split_once(',') {
         Some((meta, data)) if meta.ends_with(";base64") && !data.is_empty() => Ok(data),
@@ -175,7 +181,10 @@ fn select_tools(
             .map_err(|e| Error::invalid(format!("invalid tool: {e}"), format!("tools[{i}]")))?;
         if tool.kind != "function" {
             return Err(Error::invalid(
-                format!("unsupported tool type '{}'; only 'function' is supported", tool.kind),
+                format!(
+                    "unsupported tool type '{}'; only 'function' is supported",
+                    tool.kind
+                ),
                 format!("tools[{i}].type"),
             ));
         }
@@ -192,12 +201,18 @@ fn select_tools(
             )),
         },
         Some(ToolChoice::Named { function }) => {
-            let keep = names.iter().position(|n| *n == function.name).ok_or_else(|| {
-                Error::invalid(
-                    format!("tool_choice names '{}', which is not in tools", function.name),
-                    "tool_choice.function.name",
-                )
-            })?;
+            let keep = names
+                .iter()
+                .position(|n| *n == function.name)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        format!(
+                            "tool_choice names '{}', which is not in tools",
+                            function.name
+                        ),
+                        "tool_choice.function.name",
+                    )
+                })?;
             Ok(tools.into_iter().nth(keep).into_iter().collect())
         }
     }
@@ -221,7 +236,9 @@ fn map_format(format: Option<ResponseFormat>) -> Result<Option<Box<RawValue>>, E
                 )
             }),
         other => Err(Error::invalid(
-            format!("invalid response_format type '{other}': want text, json_object or json_schema"),
+            format!(
+                "invalid response_format type '{other}': want text, json_object or json_schema"
+            ),
             "response_format.type",
         )),
     }
@@ -236,7 +253,9 @@ fn map_effort(effort: Option<&str>) -> Result<Option<Think>, Error> {
         Some("high") => Some(Think::Level("high")),
         Some(other) => {
             return Err(Error::invalid(
-                format!("invalid reasoning_effort '{other}': want none, minimal, low, medium or high"),
+                format!(
+                    "invalid reasoning_effort '{other}': want none, minimal, low, medium or high"
+                ),
                 "reasoning_effort",
             ));
         }

@@ -1,7 +1,10 @@
 //! Shared test harness: fake-ollama and the bridge, each on 127.0.0.1 port 0, with real HTTP
 //! between them and to the test.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,7 +32,8 @@ pub fn shared_fixtures() -> PathBuf {
 /// Every `/api/chat` transcript, by name: the local recordings and the public `public-*` ones.
 pub fn chat_transcripts() -> HashMap<String, Bytes> {
     let mut all = load_transcripts(&local_fixtures()).expect("tests/fixtures/recorded-local");
-    let shared = load_transcripts(&shared_fixtures()).expect("../shared/fixtures/ollama beside the repo");
+    let shared =
+        load_transcripts(&shared_fixtures()).expect("../shared/fixtures/ollama beside the repo");
     all.extend(shared.into_iter().filter(|(name, body)| {
         name.starts_with("public-") && body.windows(10).any(|w| w == b"\"message\":")
     }));
@@ -52,14 +56,21 @@ impl Harness {
 
     /// As [`Harness::start`], with `configure` applied to the bridge's configuration.
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
-        let fake = FakeOllama::start(chat_transcripts()).await.expect("fake-ollama binds");
+        let fake = FakeOllama::start(chat_transcripts())
+            .await
+            .expect("fake-ollama binds");
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".to_owned();
         config.upstream.url = fake.url();
         config.server.shutdown_grace_ms = 1_000;
         configure(&mut config);
         let (bridge, shutdown, server) = start_bridge(config).await;
-        Self { fake, bridge, shutdown: Some(shutdown), server }
+        Self {
+            fake,
+            bridge,
+            shutdown: Some(shutdown),
+            server,
+        }
     }
 
     /// `http://addr/v1`, for SDK clients.
@@ -81,7 +92,9 @@ pub async fn start_bridge(
     config: Config,
 ) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let validated = config.validate().expect("valid test config");
-    let listener = tokio::net::TcpListener::bind(validated.listen).await.expect("bridge binds");
+    let listener = tokio::net::TcpListener::bind(validated.listen)
+        .await
+        .expect("bridge binds");
     let addr = listener.local_addr().expect("local addr");
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(ollama_bridge::server::run(listener, validated, async {
@@ -116,11 +129,16 @@ impl Reply {
     /// `data: …` line and a blank line (SSE comments are skipped).
     pub fn sse_data(&self) -> Vec<String> {
         let text = self.text();
-        assert!(text.ends_with("\n\n"), "stream does not end with a blank line: {text:?}");
+        assert!(
+            text.ends_with("\n\n"),
+            "stream does not end with a blank line: {text:?}"
+        );
         text.split("\n\n")
             .filter(|event| !event.is_empty() && !event.starts_with(':'))
             .map(|event| {
-                let data = event.strip_prefix("data: ").unwrap_or_else(|| panic!("not a data event: {event:?}"));
+                let data = event
+                    .strip_prefix("data: ")
+                    .unwrap_or_else(|| panic!("not a data event: {event:?}"));
                 assert!(!data.contains('\n'), "multi-line event: {event:?}");
                 data.to_owned()
             })
@@ -145,7 +163,11 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> 
         let response = sender.send_request(req).await.expect("response");
         let (parts, body) = response.into_parts();
         let body = body.collect().await.expect("body").to_bytes();
-        Reply { status: parts.status.as_u16(), headers: parts.headers, body }
+        Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
     })
     .await;
     response.expect("response within 20 s")

@@ -1,0 +1,159 @@
+//! The `ollama-bridge` binary itself: configuration, overrides, the start line, SIGTERM.
+
+#![expect(
+    clippy::expect_used,
+    reason = "integration tests: a failed step stops the test with its reason"
+)]
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{chat_body, chat_transcripts};
+use ollama_bridge::fake_ollama::FakeOllama;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+fn bridge() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ollama-bridge"));
+    command
+        .env_remove("OLLAMA_BRIDGE_LISTEN")
+        .env_remove("OLLAMA_BRIDGE_UPSTREAM")
+        .env_remove("RUST_LOG");
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Starts the binary and returns it with the address of its start line.
+async fn start(mut command: Command) -> (Child, String, String) {
+    let mut child = command.spawn().expect("binary starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            if line.contains("listening on") {
+                return line;
+            }
+        }
+        panic!("exited without a start line");
+    })
+    .await
+    .expect("start line within 10 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split("/v1").next())
+        .expect("address in start line")
+        .to_owned();
+    (child, addr, line)
+}
+
+#[tokio::test]
+async fn an_unknown_config_key_is_refused_by_name() {
+    let path = std::env::temp_dir().join(format!("ollama-bridge-test-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[upstream]\nurl = \"http://127.0.0.1:1\"\nidle_timeout_secs = 5\n",
+    )
+    .expect("write config");
+    let output = bridge()
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .await
+        .expect("runs");
+    let _ = std::fs::remove_file(&path);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("idle_timeout_secs"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
+    let config = ollama_bridge::config::Config::from_file(std::path::Path::new(path))
+        .expect("config.toml parses");
+    let validated = config.validate().expect("config.toml validates");
+    assert_eq!(validated.listen.to_string(), "127.0.0.1:8080");
+}
+
+#[tokio::test]
+async fn env_overrides_and_the_start_line() {
+    let mut command = bridge();
+    command
+        .env("OLLAMA_BRIDGE_LISTEN", "127.0.0.1:0")
+        .env("OLLAMA_BRIDGE_UPSTREAM", "http://127.0.0.1:9");
+    let (_child, addr, line) = start(command).await;
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+        "{line}"
+    );
+    assert!(
+        line.contains("upstream Ollama at http://127.0.0.1:9"),
+        "{line}"
+    );
+    // Flags win over the environment.
+    let mut command = bridge();
+    command
+        .env("OLLAMA_BRIDGE_UPSTREAM", "http://127.0.0.1:9")
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "http://127.0.0.1:10",
+        ]);
+    let (_child, _, line) = start(command).await;
+    assert!(
+        line.contains("upstream Ollama at http://127.0.0.1:10"),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_stream_finish_then_exits_0() {
+    let fake = FakeOllama::start(chat_transcripts()).await.expect("fake");
+    let mut command = bridge();
+    command.args(["--listen", "127.0.0.1:0", "--upstream", &fake.url()]);
+    let (mut child, addr, _) = start(command).await;
+    let addr: std::net::SocketAddr = addr.parse().expect("socket address");
+    let body = chat_body("synth?tokens=12&rate=20", true);
+    let stream = tokio::spawn(async move { common::chat(addr, &body).await });
+    // Wait until the stream is running upstream, then ask the bridge to stop.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while fake.requests().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "request never reached fake-ollama"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let pid = child.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(killed.success());
+    let reply = stream.await.expect("stream task");
+    let data = reply.sse_data();
+    assert_eq!(
+        data.last().map(String::as_str),
+        Some("[DONE]"),
+        "the stream finished: {data:?}"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+    assert!(status.success(), "{status}");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "no longer listening"
+    );
+}

@@ -1,0 +1,173 @@
+//! The official OpenAI SDKs as clients: openai-python and the `openai` Node package, run as
+//! child processes against the bridge (fake-ollama behind it), everything on loopback.
+//!
+//! `scripts/test` installs them: a venv at `target/sdk-venv` and `tests/sdk/node/node_modules`.
+//! `OLLAMA_BRIDGE_SDK_PYTHON` may name another Python with `openai` installed.
+
+#![expect(
+    clippy::expect_used,
+    reason = "integration tests: a failed step stops the test with its reason"
+)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::Harness;
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> PathBuf {
+    let python = std::env::var_os("OLLAMA_BRIDGE_SDK_PYTHON")
+        .map_or_else(|| root().join("target/sdk-venv/bin/python"), PathBuf::from);
+    assert!(
+        python.exists(),
+        "{} not found: run scripts/test, which installs the SDKs",
+        python.display()
+    );
+    python
+}
+
+async fn run(mut command: tokio::process::Command) -> Value {
+    command.kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("SDK script finishes within 60 s")
+        .expect("SDK script starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "SDK script failed: {}\nstdout: {stdout}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+async fn openai_python(h: &Harness, scenario: &str, model: &str) -> Value {
+    let mut command = tokio::process::Command::new(python());
+    command
+        .arg(root().join("tests/sdk/openai_python.py"))
+        .args([&h.base_url(), scenario, model]);
+    run(command).await
+}
+
+async fn openai_node(h: &Harness, scenario: &str, model: &str) -> Value {
+    let dir = root().join("tests/sdk/node");
+    assert!(
+        dir.join("node_modules/openai").exists(),
+        "run scripts/test, which installs the Node SDK"
+    );
+    let mut command = tokio::process::Command::new("node");
+    command
+        .current_dir(&dir)
+        .arg("openai_node.mjs")
+        .args([&h.base_url(), scenario, model]);
+    run(command).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_streams_text() {
+    let h = Harness::start().await;
+    let got = openai_python(&h, "stream_text", "plain_stop").await;
+    assert_eq!(got["text"], "Hello! How can I help you today?");
+    assert_eq!(got["finish_reason"], "stop");
+    assert_eq!(
+        got["usage"],
+        json!({"prompt_tokens": 30, "completion_tokens": 10, "total_tokens": 40})
+    );
+    let got = openai_python(&h, "stream_text", "plain_length").await;
+    assert_eq!(
+        (got["text"].as_str(), got["finish_reason"].as_str()),
+        (Some("Hello! How"), Some("length"))
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_stream_helper_returns_the_tool_call_with_parsed_arguments() {
+    let h = Harness::start().await;
+    for model in ["tool_think", "public-ollama-0.35.1-qwen2.5-tools"] {
+        let got = openai_python(&h, "stream_helper_tools", model).await;
+        assert_eq!(got["finish_reason"], "tool_calls", "{model}");
+        assert_eq!(got["name"], "get_weather", "{model}");
+        assert!(
+            got["id"].as_str().is_some_and(|id| id.starts_with("call_")),
+            "{model}: {got}"
+        );
+        assert_eq!(got["parsed_type"], "GetWeather", "{model}");
+        let args: Value = serde_json::from_str(got["arguments"].as_str().unwrap_or_default())
+            .expect("JSON arguments");
+        assert_eq!(args["city"], "Paris", "{model}");
+        assert_eq!(got["parsed_arguments"]["city"], "Paris", "{model}");
+    }
+    let got = openai_python(&h, "stream_helper_tools", "tool_think").await;
+    assert_eq!(
+        got["parsed_arguments"],
+        json!({"city": "Paris", "unit": "celsius"})
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_non_streaming_parses_into_chat_completion() {
+    let h = Harness::start().await;
+    let got = openai_python(&h, "non_stream", "think_true").await;
+    assert_eq!(got["type"], "ChatCompletion");
+    assert_eq!(got["text"], "Hi there! Nice to meet you.");
+    assert_eq!(
+        got["reasoning_content"],
+        "The user greets me. I should greet back.\n"
+    );
+    assert_eq!(got["finish_reason"], "stop");
+    assert_eq!(
+        got["usage"],
+        json!({"prompt_tokens": 34, "completion_tokens": 16, "total_tokens": 50})
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_raises_api_error_after_the_partial_text() {
+    let h = Harness::start().await;
+    let got = openai_python(&h, "mid_stream_error", "synth?tokens=6&error_after=3").await;
+    assert_eq!(got["text"], "w0 w1 w2 ");
+    assert_eq!(got["error"], "APIError");
+    assert_eq!(got["message"], "upstream error: synthetic upstream failure");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_raises_not_found_for_an_unknown_model() {
+    let h = Harness::start().await;
+    let got = openai_python(&h, "not_found", "does-not-exist").await;
+    assert_eq!(got["error"], "NotFoundError");
+    assert_eq!(got["status"], 404);
+    assert_eq!(
+        got["body"],
+        json!({"message": "model 'does-not-exist' not found", "type": "not_found_error",
+               "param": null, "code": "model_not_found"})
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_streams_the_same_text_and_tool_call() {
+    let h = Harness::start().await;
+    let got = openai_node(&h, "stream_text", "plain_stop").await;
+    assert_eq!(
+        got,
+        json!({"text": "Hello! How can I help you today?", "finish_reason": "stop"})
+    );
+    let got = openai_node(&h, "stream_tools", "tool_nothink").await;
+    assert_eq!(
+        got,
+        json!({"finish_reason": "tool_calls", "id": "call_gs2k7cwo", "name": "get_weather",
+               "arguments": {"city": "Paris", "unit": "celsius"}})
+    );
+    h.stop().await;
+}
