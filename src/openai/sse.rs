@@ -54,6 +54,7 @@ pub struct ChunkFrames {
     head: Vec<u8>,
     /// `]}\n\n`, or `],"usage":null}\n\n` with `include_usage`.
     tail: &'static [u8],
+    include_usage: bool,
 }
 
 impl ChunkFrames {
@@ -74,7 +75,16 @@ impl ChunkFrames {
         } else {
             b"]}\n\n"
         };
-        Self { head, tail }
+        Self {
+            head,
+            tail,
+            include_usage,
+        }
+    }
+
+    /// Whether the stream was asked for `stream_options.include_usage`.
+    pub fn include_usage(&self) -> bool {
+        self.include_usage
     }
 
     /// Starts a chunk with one choice, up to the opening `{` of its `delta`; the caller

@@ -129,6 +129,9 @@ async fn aggregate_response(
             }
         }
     }
+    // One more poll usually sees the end of the body, which returns the connection to the
+    // pool; if the end is not there yet, dropping the body closes the connection.
+    let _ = tokio::time::timeout(std::time::Duration::ZERO, upstream.frame()).await;
     let completion = aggregate
         .finish(id, created, settings.model, config.openai.reasoning_field)
         .ok_or_else(|| {

@@ -30,7 +30,6 @@ pub enum Step {
 pub struct ChatStream {
     frames: ChunkFrames,
     reasoning_keys: &'static [&'static str],
-    include_usage: bool,
     logprobs: bool,
     role_sent: bool,
     tool_calls_sent: u32,
@@ -51,7 +50,6 @@ impl ChatStream {
         Self {
             frames: ChunkFrames::new(id, created, model, include_usage),
             reasoning_keys: reasoning.keys(),
-            include_usage,
             logprobs,
             role_sent: false,
             tool_calls_sent: 0,
@@ -174,7 +172,7 @@ impl ChatStream {
         self.frames.begin_choice(out);
         self.frames.end_choice(out, None, Some(reason));
         let usage = Usage::new(chunk.prompt_eval_count, chunk.eval_count);
-        if self.include_usage {
+        if self.frames.include_usage() {
             self.frames.usage(out, usage);
         }
         out.put_slice(sse::DONE);

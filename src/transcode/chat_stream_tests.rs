@@ -186,3 +186,12 @@ fn error_and_malformed_lines_fail_with_one_event() {
         "data: {\"error\":{\"message\":\"upstream error: boom\",\"type\":\"api_error\",\"param\":null,\"code\":\"upstream_error\"}}\n\n"
     );
 }
+
+#[test]
+fn invalid_utf8_in_a_string_is_a_malformed_line() {
+    let mut out = BytesMut::new();
+    let line = b"{\"message\":{\"content\":\"a\xff\"},\"done\":false}";
+    let step = stream(false, false).on_line(line, &mut out);
+    assert!(matches!(step, Err(StreamFailure::Malformed(_))), "{step:?}");
+    assert!(out.is_empty());
+}
