@@ -26,6 +26,47 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// `[openai]`: choices about the OpenAI wire format written to clients.
     pub openai: OpenAiConfig,
+    /// `[metrics]`: the Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// `[logging]`: log format and what may be logged.
+    pub logging: LoggingConfig,
+}
+
+/// `[metrics]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Path of the Prometheus text endpoint. Default `/metrics`.
+    pub path: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            path: "/metrics".to_owned(),
+        }
+    }
+}
+
+/// `[logging]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// `pretty` (human-readable lines) or `json` (one JSON object per line). Default `pretty`.
+    pub format: LogFormat,
+    /// Log prompts and completions. Default `false`: bodies are never logged.
+    pub log_bodies: bool,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `[server]` section.
@@ -71,6 +112,9 @@ pub struct UpstreamConfig {
     pub keepalive_ms: u64,
     /// Longest accepted NDJSON line from Ollama, in bytes. Default 16 MiB.
     pub max_line_bytes: usize,
+    /// `/readyz` is ready when Ollama answers `GET /api/version` within this many
+    /// milliseconds. Default 2,000.
+    pub ready_timeout_ms: u64,
 }
 
 impl Default for UpstreamConfig {
@@ -82,6 +126,7 @@ impl Default for UpstreamConfig {
             idle_timeout_ms: 120_000,
             keepalive_ms: 10_000,
             max_line_bytes: 16 * 1024 * 1024,
+            ready_timeout_ms: 2_000,
         }
     }
 }
@@ -208,6 +253,12 @@ impl Config {
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(invalid(key, "must be greater than 0".to_owned()));
         }
+        if !self.metrics.path.starts_with('/') || self.metrics.path.starts_with("/v1/") {
+            return Err(invalid(
+                "metrics.path",
+                "must start with / and not be under /v1/".to_owned(),
+            ));
+        }
         Ok(Validated {
             config: self,
             listen,
@@ -228,6 +279,10 @@ impl UpstreamConfig {
     /// `idle_timeout_ms` as a duration.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
+    }
+    /// `ready_timeout_ms` as a duration.
+    pub fn ready_timeout(&self) -> Duration {
+        Duration::from_millis(self.ready_timeout_ms)
     }
     /// `keepalive_ms` as a duration.
     pub fn keepalive(&self) -> Duration {

@@ -94,6 +94,31 @@ impl Error {
         }
     }
 
+    /// A bounded name of the failure, for metric labels and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest { .. } => "invalid_request",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::UnknownRoute { .. } => "unknown_route",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UpstreamUnreachable(_) => "unreachable",
+            Self::UpstreamTimeout => "timeout",
+            Self::UpstreamStatus { .. } => "status",
+            Self::UpstreamStream { code, .. } => code.strip_prefix("upstream_").unwrap_or(code),
+        }
+    }
+
+    /// Whether Ollama, not the request, is at fault.
+    pub fn is_upstream(&self) -> bool {
+        matches!(
+            self,
+            Self::UpstreamUnreachable(_)
+                | Self::UpstreamTimeout
+                | Self::UpstreamStatus { .. }
+                | Self::UpstreamStream { .. }
+        )
+    }
+
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -12,6 +12,8 @@
 //! - [`ollama`]: pooled upstream client, Ollama wire types, NDJSON framer.
 //! - [`openai`]: OpenAI wire types and the SSE chunk writer.
 //! - [`transcode`]: pure request and stream conversions.
+//! - [`metrics`]: every Prometheus metric, described once.
+//! - [`observe`]: per-request measuring (TTFT, tokens/s, outcome) and the request log line.
 //! - [`ids`]: `chatcmpl-…`, `call_…` and request ids.
 //! - [`fake_ollama`]: a deterministic Ollama stand-in for tests, benchmarks and demos.
 
@@ -20,6 +22,8 @@ pub mod config;
 pub mod error;
 pub mod fake_ollama;
 pub mod ids;
+pub mod metrics;
+pub mod observe;
 pub mod ollama;
 pub mod openai;
 pub mod routes;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ollama_bridge::config::{Config, Overrides};
+use ollama_bridge::config::{Config, LogFormat, Overrides};
 
 /// Serves the OpenAI API in front of an Ollama server.
 #[derive(Debug, Parser)]
@@ -19,25 +19,39 @@ struct Cli {
     /// Ollama base URL [default: http://127.0.0.1:11434; env OLLAMA_BRIDGE_UPSTREAM].
     #[arg(long, value_name = "URL")]
     upstream: Option<String>,
+    /// Log format [default: logging.format of the config, else pretty]. Filter with RUST_LOG.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
-    let mut config = match &cli.config {
-        Some(path) => match Config::from_file(path) {
-            Ok(config) => config,
-            Err(e) => return fail(&e),
-        },
-        None => Config::default(),
+    let loaded = cli.config.as_deref().map(Config::from_file).transpose();
+    let file_format = loaded
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .map(|c| c.logging.format);
+    init_logging(cli.log_format.or(file_format).unwrap_or_default());
+    let mut config = match loaded {
+        Ok(config) => config.unwrap_or_default(),
+        Err(e) => return fail(&e),
     };
     config.apply(Overrides {
         listen: cli.listen,
@@ -56,8 +70,10 @@ async fn main() -> ExitCode {
         "ollama-bridge listening on http://{local}/v1, upstream Ollama at {}",
         validated.config.upstream.url
     );
-    ollama_bridge::server::run(listener, validated, shutdown_signal()).await;
-    ExitCode::SUCCESS
+    match ollama_bridge::server::run(listener, validated, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
 }
 
 fn fail(error: &dyn std::fmt::Display) -> ExitCode {

@@ -10,9 +10,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::config::{Config, Validated};
 use crate::ids;
+use crate::metrics::Metrics;
 use crate::ollama::client::OllamaClient;
 use crate::routes;
 
@@ -23,23 +25,40 @@ pub struct AppState {
     pub config: Config,
     /// The pooled client for the Ollama server.
     pub ollama: OllamaClient,
+    /// Every metric.
+    pub metrics: Arc<Metrics>,
 }
 
+/// When a request arrived, stored in its extensions by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival(pub tokio::time::Instant);
+
 impl AppState {
-    /// Builds the state (and the upstream client) from a validated configuration.
-    pub fn new(validated: &Validated) -> Self {
-        Self {
+    /// Builds the state (the upstream client, the metrics) from a validated configuration.
+    ///
+    /// # Errors
+    /// When the metrics cannot be registered (a bug the tests rule out).
+    pub fn new(validated: &Validated) -> Result<Self, prometheus::Error> {
+        Ok(Self {
             ollama: OllamaClient::new(&validated.upstream, &validated.config.upstream),
             config: validated.config.clone(),
-        }
+            metrics: Arc::new(Metrics::new()?),
+        })
     }
 }
 
 /// Serves on `listener` until `shutdown` resolves, then stops accepting and lets open
 /// connections finish for up to `server.shutdown_grace_ms` before returning.
-pub async fn run(listener: TcpListener, config: Validated, shutdown: impl Future<Output = ()>) {
+///
+/// # Errors
+/// When the metrics cannot be registered (a bug the tests rule out).
+pub async fn run(
+    listener: TcpListener,
+    config: Validated,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), prometheus::Error> {
     let grace = std::time::Duration::from_millis(config.config.server.shutdown_grace_ms);
-    let state = Arc::new(AppState::new(&config));
+    let state = Arc::new(AppState::new(&config)?);
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -78,23 +97,30 @@ pub async fn run(listener: TcpListener, config: Validated, shutdown: impl Future
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing the rest"),
     }
+    Ok(())
 }
 
-/// Routes the request and stamps `x-request-id` (the client's, or a new one).
+/// Routes the request inside its span and stamps `x-request-id` (the client's, or a new one).
 async fn respond(
     state: &AppState,
-    req: http::Request<hyper::body::Incoming>,
+    mut req: http::Request<hyper::body::Incoming>,
 ) -> http::Response<crate::body::BoxBody> {
+    req.extensions_mut()
+        .insert(Arrival(tokio::time::Instant::now()));
     let request_id = req
         .headers()
         .get("x-request-id")
-        .filter(|v| v.len() <= 128)
+        .filter(|v| v.len() <= 128 && v.to_str().is_ok())
         .cloned()
         .or_else(|| http::HeaderValue::from_str(&ids::request_id()).ok());
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let mut response = routes::handle(state, req).await;
-    tracing::debug!(%method, %path, status = response.status().as_u16(), "answered");
+    let route = routes::Route::of(state, req.uri().path());
+    let span = tracing::info_span!(
+        "request",
+        request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default(),
+        method = %req.method(),
+        endpoint = route.name(),
+    );
+    let mut response = routes::handle(state, route, req).instrument(span).await;
     if let Some(id) = request_id {
         response.headers_mut().insert("x-request-id", id);
     }

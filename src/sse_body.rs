@@ -17,6 +17,7 @@ use http_body::{Body, Frame};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
+use crate::observe::RequestObserver;
 use crate::ollama::client::error_chain;
 use crate::openai::sse;
 use crate::transcode::StreamFailure;
@@ -46,11 +47,19 @@ pub struct SseBody {
     idle: Pin<Box<Sleep>>,
     /// Runs until the first delta.
     keepalive: Option<Pin<Box<Sleep>>>,
+    observer: RequestObserver,
+    first_delta_sent: bool,
+    log_frames: bool,
 }
 
 impl SseBody {
-    /// Streams `upstream` through `transcoder`.
-    pub fn new(upstream: Incoming, transcoder: FramedChat, timers: StreamTimers) -> Self {
+    /// Streams `upstream` through `transcoder`, reporting to `observer`.
+    pub fn new(
+        upstream: Incoming,
+        transcoder: FramedChat,
+        timers: StreamTimers,
+        observer: RequestObserver,
+    ) -> Self {
         let now = Instant::now();
         Self {
             upstream: Some(upstream),
@@ -60,15 +69,37 @@ impl SseBody {
             last_read: now,
             idle: Box::pin(tokio::time::sleep_until(now + timers.idle_timeout)),
             keepalive: Some(Box::pin(tokio::time::sleep_until(now + timers.keepalive))),
+            observer,
+            first_delta_sent: false,
+            log_frames: false,
         }
+    }
+
+    /// Logs every frame sent (the completion text); only with `logging.log_bodies`.
+    pub fn log_frames(&mut self, enabled: bool) {
+        self.log_frames = enabled;
     }
 
     fn on_progress(&mut self, progress: Progress) {
         match progress {
-            Progress::Open { delta: false } | Progress::Done(_) => {}
-            Progress::Open { delta: true } => self.keepalive = None,
+            Progress::Open { delta: false } => {}
+            Progress::Open { delta: true } => {
+                if !self.first_delta_sent {
+                    self.first_delta_sent = true;
+                    self.keepalive = None;
+                    self.observer
+                        .set_model(self.transcoder.upstream_model().unwrap_or_default());
+                    self.observer.first_token();
+                }
+            }
+            Progress::Done(stats) => {
+                self.observer
+                    .set_model(self.transcoder.upstream_model().unwrap_or_default());
+                self.observer.completed(stats);
+            }
             Progress::Failed(failure) => {
-                tracing::warn!(%failure, "stream failed");
+                tracing::warn!(parent: self.observer.span(), %failure, "stream failed");
+                self.observer.upstream_failed(failure.kind(), 200);
                 self.upstream = None;
             }
         }
@@ -119,9 +150,11 @@ impl Body for SseBody {
             match Pin::new(upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
-                        this.last_read = Instant::now();
+                        let begin = Instant::now();
+                        this.last_read = begin;
                         let progress = this.transcoder.on_read(data, &mut this.out);
                         this.on_progress(progress);
+                        this.observer.overhead_since(begin);
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -143,7 +176,12 @@ impl Body for SseBody {
             }
         }
         if !this.out.is_empty() {
-            return Poll::Ready(Some(Ok(Frame::data(this.out.split().freeze()))));
+            let frame = this.out.split().freeze();
+            if this.log_frames {
+                let text = String::from_utf8_lossy(&frame);
+                tracing::info!(parent: this.observer.span(), frame = %text, "response frames");
+            }
+            return Poll::Ready(Some(Ok(Frame::data(frame))));
         }
         match this.upstream {
             Some(_) => Poll::Pending,

@@ -66,6 +66,36 @@ impl OllamaClient {
     }
 }
 
+impl OllamaClient {
+    /// `GET {base}{path}` and its whole body (at most 64 KiB), within `timeout`.
+    ///
+    /// # Errors
+    /// As [`OllamaClient::post_json`]; [`Error::UpstreamTimeout`] past `timeout`.
+    pub async fn get(&self, path: &str, timeout: Duration) -> Result<Bytes, Error> {
+        let request = Request::get(format!("{}{path}", self.base))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| Error::UpstreamUnreachable(e.to_string()))?;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| Error::UpstreamUnreachable(error_chain(&e)))?;
+            if !response.status().is_success() {
+                return Err(status_error(response).await);
+            }
+            let body = Limited::new(response.into_body(), MAX_ERROR_BODY)
+                .collect()
+                .await;
+            body.map(|c| c.to_bytes())
+                .map_err(|e| Error::UpstreamUnreachable(e.to_string()))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| Error::UpstreamTimeout)?
+    }
+}
+
 /// Reads Ollama's `{"error":"…"}` body into an [`Error::UpstreamStatus`].
 async fn status_error(response: Response<Incoming>) -> Error {
     let status = response.status();

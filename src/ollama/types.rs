@@ -15,6 +15,9 @@ use serde_json::value::RawValue;
 /// be copied into OpenAI frames without decoding and re-encoding.
 #[derive(Debug, Deserialize)]
 pub struct ChatChunk<'a> {
+    /// The model that answered, as Ollama names it.
+    #[serde(borrow, default)]
+    pub model: Option<&'a str>,
     /// The assistant message fragment.
     #[serde(borrow, default)]
     pub message: Option<ChunkMessage<'a>>,
@@ -30,6 +33,15 @@ pub struct ChatChunk<'a> {
     /// Tokens generated.
     #[serde(default)]
     pub eval_count: Option<u64>,
+    /// Time spent loading the model, in nanoseconds.
+    #[serde(default)]
+    pub load_duration: Option<u64>,
+    /// Time spent evaluating the prompt, in nanoseconds.
+    #[serde(default)]
+    pub prompt_eval_duration: Option<u64>,
+    /// Time spent generating, in nanoseconds.
+    #[serde(default)]
+    pub eval_duration: Option<u64>,
     /// Token log probabilities for this chunk: `[{token, logprob, bytes, top_logprobs}]`,
     /// present when the request set `logprobs`.
     #[serde(borrow, default)]

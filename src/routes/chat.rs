@@ -2,18 +2,22 @@
 //!
 //! Source: OpenAI API reference, "Chat > Create chat completion".
 
+use std::sync::Arc;
+
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use tokio::time::Instant;
 
 use crate::body::{BoxBody, full};
 use crate::error::Error;
 use crate::ids;
+use crate::observe::RequestObserver;
 use crate::ollama::client::error_chain;
 use crate::ollama::ndjson::NdjsonFramer;
 use crate::openai::request::{ChatCompletionRequest, parse_json};
-use crate::routes::read_body;
-use crate::server::AppState;
+use crate::routes::{Route, read_body};
+use crate::server::{AppState, Arrival};
 use crate::sse_body::{SseBody, StreamTimers};
 use crate::transcode::StreamFailure;
 use crate::transcode::chat_aggregate::ChatAggregate;
@@ -21,7 +25,8 @@ use crate::transcode::chat_stream::ChatStream;
 use crate::transcode::framed::FramedChat;
 use crate::transcode::request::{ResponseSettings, map_chat_request};
 
-/// Handles one chat completion.
+/// Handles one chat completion, measured from the request's arrival to the end of its
+/// response (also when the client goes away).
 ///
 /// # Errors
 /// Before any response byte: 400/413 for the request, 502/504 or Ollama's own status for
@@ -30,8 +35,45 @@ pub async fn chat_completions(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<Response<BoxBody>, Error> {
+    let arrival = req
+        .extensions()
+        .get::<Arrival>()
+        .map_or_else(Instant::now, |a| a.0);
+    let metrics = Arc::clone(&state.metrics);
+    let mut observer =
+        RequestObserver::new(metrics, "chat", Route::ChatCompletions.name(), arrival);
+    match start(state, req, &mut observer).await {
+        Ok((upstream, settings)) => {
+            observer.generation_started();
+            let id = ids::chat_completion_id();
+            let created = ids::unix_seconds();
+            if settings.stream {
+                Ok(stream_response(
+                    state, upstream, &settings, &id, created, observer,
+                ))
+            } else {
+                aggregate_response(state, upstream, settings, id, created, observer).await
+            }
+        }
+        Err(e) => {
+            observer.failed(&e);
+            Err(e)
+        }
+    }
+}
+
+/// Reads, parses and maps the request, then sends it to Ollama.
+async fn start(
+    state: &AppState,
+    req: Request<Incoming>,
+    observer: &mut RequestObserver,
+) -> Result<(Incoming, ResponseSettings), Error> {
     let config = &state.config;
     let body = read_body(req, config.server.max_body_bytes).await?;
+    let begin = Instant::now();
+    if config.logging.log_bodies {
+        tracing::info!(body = %String::from_utf8_lossy(&body), "request body");
+    }
     let parsed: ChatCompletionRequest = parse_json(&body)?;
     drop(body);
     let (upstream_request, settings) = map_chat_request(parsed)?;
@@ -40,14 +82,9 @@ pub async fn chat_completions(
         param: None,
     })?;
     drop(upstream_request);
+    observer.overhead_since(begin);
     let upstream = state.ollama.post_json("/api/chat", json).await?.into_body();
-    let id = ids::chat_completion_id();
-    let created = ids::unix_seconds();
-    if settings.stream {
-        Ok(stream_response(state, upstream, &settings, &id, created))
-    } else {
-        aggregate_response(state, upstream, settings, id, created).await
-    }
+    Ok((upstream, settings))
 }
 
 fn stream_response(
@@ -56,6 +93,7 @@ fn stream_response(
     settings: &ResponseSettings,
     id: &str,
     created: u64,
+    observer: RequestObserver,
 ) -> Response<BoxBody> {
     let config = &state.config;
     let chat = ChatStream::new(
@@ -71,7 +109,8 @@ fn stream_response(
         keepalive: config.upstream.keepalive(),
     };
     let transcoder = FramedChat::new(chat, config.upstream.max_line_bytes);
-    let body = SseBody::new(upstream, transcoder, timers);
+    let mut body = SseBody::new(upstream, transcoder, timers, observer);
+    body.log_frames(config.logging.log_bodies);
     let mut response = Response::new(BoxBody::new(body));
     let headers = response.headers_mut();
     headers.insert(
@@ -90,10 +129,26 @@ fn stream_response(
 /// client went away) drops the upstream body and so closes its connection.
 async fn aggregate_response(
     state: &AppState,
+    upstream: Incoming,
+    settings: ResponseSettings,
+    id: String,
+    created: u64,
+    mut observer: RequestObserver,
+) -> Result<Response<BoxBody>, Error> {
+    let result = aggregate(state, upstream, settings, id, created, &mut observer).await;
+    if let Err(e) = &result {
+        observer.failed(e);
+    }
+    result
+}
+
+async fn aggregate(
+    state: &AppState,
     mut upstream: Incoming,
     settings: ResponseSettings,
     id: String,
     created: u64,
+    observer: &mut RequestObserver,
 ) -> Result<Response<BoxBody>, Error> {
     let config = &state.config;
     let idle_timeout = config.upstream.idle_timeout();
@@ -132,6 +187,11 @@ async fn aggregate_response(
     // One more poll usually sees the end of the body, which returns the connection to the
     // pool; if the end is not there yet, dropping the body closes the connection.
     let _ = tokio::time::timeout(std::time::Duration::ZERO, upstream.frame()).await;
+    let begin = Instant::now();
+    if let Some(stats) = aggregate.stats() {
+        observer.set_model(aggregate.upstream_model().unwrap_or_default());
+        observer.completed(stats);
+    }
     let completion = aggregate
         .finish(id, created, settings.model, config.openai.reasoning_field)
         .ok_or_else(|| {
@@ -140,6 +200,10 @@ async fn aggregate_response(
             ))
         })?;
     let json = serde_json::to_vec(&completion).unwrap_or_default();
+    if config.logging.log_bodies {
+        tracing::info!(body = %String::from_utf8_lossy(&json), "response body");
+    }
+    observer.overhead_since(begin);
     let mut response = Response::new(full(json));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

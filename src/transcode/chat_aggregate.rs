@@ -9,8 +9,8 @@ use crate::ollama::types::decode_string;
 use crate::openai::response::{
     AssistantMessage, ChatCompletion, Choice, FunctionCall, Logprobs, ToolCall,
 };
-use crate::openai::sse::{SYSTEM_FINGERPRINT, Usage};
-use crate::transcode::{StreamFailure, finish_reason, parse_chunk};
+use crate::openai::sse::SYSTEM_FINGERPRINT;
+use crate::transcode::{FinalStats, StreamFailure, finish_reason, parse_chunk};
 
 /// Collects a whole response.
 #[derive(Debug, Default)]
@@ -19,7 +19,9 @@ pub struct ChatAggregate {
     thinking: String,
     tool_calls: Vec<ToolCall>,
     logprobs: Option<Vec<Box<RawValue>>>,
-    end: Option<(&'static str, Usage)>,
+    end: Option<(&'static str, FinalStats)>,
+    model: Option<String>,
+    saw_output: bool,
 }
 
 impl ChatAggregate {
@@ -29,6 +31,16 @@ impl ChatAggregate {
             logprobs: logprobs.then(Vec::new),
             ..Self::default()
         }
+    }
+
+    /// The model Ollama reported, once a line named it.
+    pub fn upstream_model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// Whether any content, reasoning or tool call has arrived.
+    pub fn saw_output(&self) -> bool {
+        self.saw_output
     }
 
     /// Whether the `done` line has been seen.
@@ -45,6 +57,14 @@ impl ChatAggregate {
             return Ok(());
         }
         let chunk = parse_chunk(line)?;
+        if self.model.is_none() {
+            self.model = chunk.model.map(str::to_owned);
+        }
+        let before = (
+            self.content.len(),
+            self.thinking.len(),
+            self.tool_calls.len(),
+        );
         if let Some(message) = &chunk.message {
             if let Some(text) = message.content.and_then(decode_string) {
                 self.content.push_str(&text);
@@ -76,12 +96,22 @@ impl ChatAggregate {
                 .map_err(|e| StreamFailure::Malformed(format!("logprobs: {e}")))?;
             all.extend(entries);
         }
+        self.saw_output |= before
+            != (
+                self.content.len(),
+                self.thinking.len(),
+                self.tool_calls.len(),
+            );
         if chunk.done {
             let reason = finish_reason(chunk.done_reason, !self.tool_calls.is_empty());
-            let usage = Usage::new(chunk.prompt_eval_count, chunk.eval_count);
-            self.end = Some((reason, usage));
+            self.end = Some((reason, FinalStats::of(&chunk)));
         }
         Ok(())
+    }
+
+    /// Ollama's final stats, once the `done` line arrived.
+    pub fn stats(&self) -> Option<FinalStats> {
+        self.end.map(|(_, stats)| stats)
     }
 
     /// The response, or `None` before the `done` line.
@@ -92,7 +122,8 @@ impl ChatAggregate {
         model: String,
         reasoning: ReasoningField,
     ) -> Option<ChatCompletion> {
-        let (finish_reason, usage) = self.end?;
+        let (finish_reason, stats) = self.end?;
+        let usage = stats.usage();
         let thinking = (!self.thinking.is_empty()).then_some(self.thinking);
         let (reasoning_content, reasoning) = match reasoning {
             ReasoningField::ReasoningContent => (thinking, None),

@@ -11,8 +11,8 @@ use serde_json::value::RawValue;
 use crate::config::ReasoningField;
 use crate::ids;
 use crate::ollama::types::{ChatChunk, ChunkToolCall, is_empty_string, is_string};
-use crate::openai::sse::{self, ChunkFrames, Usage};
-use crate::transcode::{StreamFailure, finish_reason, parse_chunk};
+use crate::openai::sse::{self, ChunkFrames};
+use crate::transcode::{FinalStats, StreamFailure, finish_reason, parse_chunk};
 
 /// What a line did to the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub enum Step {
     /// At least one content, reasoning or tool-call delta was written.
     Delta,
     /// The last line: the finish chunk, the usage chunk if asked, and `[DONE]` were written.
-    Done(Usage),
+    Done(FinalStats),
 }
 
 /// The per-stream state of the chat transcoder.
@@ -34,6 +34,8 @@ pub struct ChatStream {
     role_sent: bool,
     tool_calls_sent: u32,
     ended: bool,
+    /// The model Ollama reported on its first line.
+    model: Option<String>,
 }
 
 impl ChatStream {
@@ -54,7 +56,13 @@ impl ChatStream {
             role_sent: false,
             tool_calls_sent: 0,
             ended: false,
+            model: None,
         }
+    }
+
+    /// The model Ollama reported, once a line named it.
+    pub fn upstream_model(&self) -> Option<&str> {
+        self.model.as_deref()
     }
 
     /// Whether the stream has ended (finished or failed); later input is ignored.
@@ -73,6 +81,9 @@ impl ChatStream {
             return Ok(Step::Quiet);
         }
         let chunk = parse_chunk(line)?;
+        if self.model.is_none() {
+            self.model = chunk.model.map(str::to_owned);
+        }
         let mut step = Step::Quiet;
         if let Some(message) = &chunk.message {
             let content = message.content.filter(|c| !is_empty_string(c));
@@ -160,7 +171,7 @@ impl ChatStream {
         self.frames.end_choice(out, None, None);
     }
 
-    fn finish(&mut self, out: &mut BytesMut, chunk: &ChatChunk<'_>) -> Usage {
+    fn finish(&mut self, out: &mut BytesMut, chunk: &ChatChunk<'_>) -> FinalStats {
         self.ended = true;
         if !self.role_sent {
             let mut delta = self.frames.begin_choice(out);
@@ -171,12 +182,12 @@ impl ChatStream {
         let reason = finish_reason(chunk.done_reason, self.tool_calls_sent > 0);
         self.frames.begin_choice(out);
         self.frames.end_choice(out, None, Some(reason));
-        let usage = Usage::new(chunk.prompt_eval_count, chunk.eval_count);
+        let stats = FinalStats::of(chunk);
         if self.frames.include_usage() {
-            self.frames.usage(out, usage);
+            self.frames.usage(out, stats.usage());
         }
         out.put_slice(sse::DONE);
-        usage
+        stats
     }
 }
 

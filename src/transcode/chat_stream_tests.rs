@@ -47,10 +47,10 @@ fn text_stream_is_exact_on_the_wire() {
     ]
     .concat();
     assert_eq!(out, want);
-    let usage = Usage {
-        prompt_tokens: 3,
-        completion_tokens: 2,
-        total_tokens: 5,
+    let stats = FinalStats {
+        prompt_eval_count: Some(3),
+        eval_count: Some(2),
+        ..FinalStats::default()
     };
     assert_eq!(
         steps,
@@ -58,7 +58,7 @@ fn text_stream_is_exact_on_the_wire() {
             Ok(Step::Delta),
             Ok(Step::Quiet),
             Ok(Step::Delta),
-            Ok(Step::Done(usage))
+            Ok(Step::Done(stats))
         ]
     );
     assert!(chat.is_ended());

@@ -6,9 +6,8 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::ollama::ndjson::NdjsonFramer;
-use crate::openai::sse::Usage;
-use crate::transcode::StreamFailure;
 use crate::transcode::chat_stream::{ChatStream, Step};
+use crate::transcode::{FinalStats, StreamFailure};
 
 /// What a read did to the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +19,7 @@ pub enum Progress {
         delta: bool,
     },
     /// The last chunk was read; the stream is complete.
-    Done(Usage),
+    Done(FinalStats),
     /// The stream failed; its error event was written.
     Failed(StreamFailure),
 }
@@ -39,6 +38,11 @@ impl FramedChat {
             framer: NdjsonFramer::new(max_line),
             chat,
         }
+    }
+
+    /// The model Ollama reported, once a line named it.
+    pub fn upstream_model(&self) -> Option<&str> {
+        self.chat.upstream_model()
     }
 
     /// Whether the stream ended (done or failed).
@@ -62,7 +66,7 @@ impl FramedChat {
             match self.chat.on_line(&line, out) {
                 Ok(Step::Quiet) => {}
                 Ok(Step::Delta) => delta = true,
-                Ok(Step::Done(usage)) => return Progress::Done(usage),
+                Ok(Step::Done(stats)) => return Progress::Done(stats),
                 Err(failure) => return self.fail(failure, out),
             }
         }
@@ -72,7 +76,7 @@ impl FramedChat {
     pub fn on_eof(&mut self, out: &mut BytesMut) -> Progress {
         if let Some(line) = self.framer.finish() {
             match self.chat.on_line(&line, out) {
-                Ok(Step::Done(usage)) => return Progress::Done(usage),
+                Ok(Step::Done(stats)) => return Progress::Done(stats),
                 Ok(_) => {}
                 Err(failure) => return self.fail(failure, out),
             }

@@ -13,6 +13,40 @@ pub mod request;
 use std::time::Duration;
 
 use crate::ollama::types::{ChatChunk, decode_string, is_string};
+use crate::openai::sse::Usage;
+
+/// The counts and durations of Ollama's last line (`done: true`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FinalStats {
+    /// Prompt tokens (`prompt_eval_count`).
+    pub prompt_eval_count: Option<u64>,
+    /// Output tokens (`eval_count`).
+    pub eval_count: Option<u64>,
+    /// `load_duration`, nanoseconds.
+    pub load_duration: Option<u64>,
+    /// `prompt_eval_duration`, nanoseconds.
+    pub prompt_eval_duration: Option<u64>,
+    /// `eval_duration`, nanoseconds.
+    pub eval_duration: Option<u64>,
+}
+
+impl FinalStats {
+    /// The stats of a `done` chunk.
+    pub fn of(chunk: &ChatChunk<'_>) -> Self {
+        Self {
+            prompt_eval_count: chunk.prompt_eval_count,
+            eval_count: chunk.eval_count,
+            load_duration: chunk.load_duration,
+            prompt_eval_duration: chunk.prompt_eval_duration,
+            eval_duration: chunk.eval_duration,
+        }
+    }
+
+    /// OpenAI's usage object for these counts.
+    pub fn usage(&self) -> Usage {
+        Usage::new(self.prompt_eval_count, self.eval_count)
+    }
+}
 
 /// Why an upstream stream ended without its `done` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +64,16 @@ pub enum StreamFailure {
 }
 
 impl StreamFailure {
+    /// The `kind` label of `ollama_bridge_upstream_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Upstream(_) => "error",
+            Self::Malformed(_) | Self::LineTooLong(_) => "malformed",
+            Self::Disconnected(_) => "disconnected",
+            Self::IdleTimeout(_) => "timeout",
+        }
+    }
+
     /// The `code` of the error event.
     pub fn code(&self) -> &'static str {
         match self {

@@ -97,9 +97,12 @@ pub async fn start_bridge(
         .expect("bridge binds");
     let addr = listener.local_addr().expect("local addr");
     let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(ollama_bridge::server::run(listener, validated, async {
-        let _ = rx.await;
-    }));
+    let server = tokio::spawn(async move {
+        let run = ollama_bridge::server::run(listener, validated, async {
+            let _ = rx.await;
+        });
+        run.await.expect("metrics register");
+    });
     (addr, tx, server)
 }
 
