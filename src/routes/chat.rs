@@ -167,6 +167,7 @@ async fn aggregate(
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
+                let begin = Instant::now();
                 framer.push(data);
                 while let Some(line) = framer
                     .next_line()
@@ -174,6 +175,11 @@ async fn aggregate(
                 {
                     aggregate.on_line(&line).map_err(failed)?;
                 }
+                if aggregate.saw_output() {
+                    observer.set_model(aggregate.upstream_model().unwrap_or_default());
+                    observer.first_token();
+                }
+                observer.overhead_since(begin);
             }
             Some(Err(e)) => return Err(failed(StreamFailure::Disconnected(error_chain(&e)))),
             None => {

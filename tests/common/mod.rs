@@ -6,6 +6,8 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod scrape;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
