@@ -157,3 +157,56 @@ async fn sigterm_lets_an_in_flight_stream_finish_then_exits_0() {
         "no longer listening"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_and_never_the_prompt() {
+    let fake = FakeOllama::start(chat_transcripts()).await.expect("fake");
+    let mut command = bridge();
+    command.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &fake.url(),
+        "--log-format",
+        "json",
+    ]);
+    let mut child = command.spawn().expect("binary starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let first = lines.next_line().await.expect("read").expect("start line");
+    let start: serde_json::Value = serde_json::from_str(&first).expect("JSON start line");
+    let message = start["fields"]["message"].as_str().expect("message");
+    let addr = message
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split("/v1").next())
+        .expect("address");
+    let mut body = chat_body("plain_stop", true);
+    body["messages"][0]["content"] = serde_json::json!("a secret prompt");
+    common::chat(addr.parse().expect("address"), &body).await;
+    let finished = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            assert!(!line.contains("secret"), "prompt logged: {line}");
+            let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+            if entry["fields"]["message"] == "request finished" {
+                return entry;
+            }
+        }
+        panic!("no request line");
+    })
+    .await
+    .expect("request line within 10 s");
+    let fields = &finished["fields"];
+    assert_eq!(
+        (fields["model"].as_str(), fields["outcome"].as_str()),
+        (Some("tiny-plain"), Some("completed"))
+    );
+    assert_eq!(fields["output_tokens"], 10);
+    assert!(fields["ttft_ms"].as_f64().is_some() && fields["tokens_per_second"].as_f64().is_some());
+    assert_eq!(finished["span"]["endpoint"], "/v1/chat/completions");
+    assert!(
+        finished["span"]["request_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 24)
+    );
+    let _ = child.kill().await;
+}

@@ -161,6 +161,7 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> 
     let req = http::Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path}"))
+        .header("host", addr.to_string())
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body.to_owned())))
         .expect("request");
