@@ -13,23 +13,11 @@ use std::time::Duration;
 
 use common::Harness;
 use ollama_bridge::fake_ollama::RequestRecord;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 const LIMIT: Duration = Duration::from_millis(100);
-
-async fn send_raw(h: &Harness, body: &serde_json::Value) -> TcpStream {
-    let body = body.to_string();
-    let mut stream = TcpStream::connect(h.bridge).await.expect("connect");
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: bridge\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("write head");
-    stream.write_all(body.as_bytes()).await.expect("write body");
-    stream
-}
 
 async fn wait_for_request(h: &Harness, model: &str) -> Arc<RequestRecord> {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -69,7 +57,7 @@ fn body(model: &str, stream: bool) -> serde_json::Value {
 async fn mid_stream() {
     let h = Harness::start().await;
     let model = "synth?tokens=2000&rate=50";
-    let mut stream = send_raw(&h, &body(model, true)).await;
+    let mut stream = common::send_raw_chat(h.bridge, &body(model, true)).await;
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     while seen.windows(5).filter(|w| w == b"data:").count() < 3 {
@@ -89,7 +77,7 @@ async fn mid_stream() {
 async fn before_the_first_token() {
     let h = Harness::start().await;
     let model = "synth?delay_ms=10000";
-    let stream = send_raw(&h, &body(model, true)).await;
+    let stream = common::send_raw_chat(h.bridge, &body(model, true)).await;
     let record = wait_for_request(&h, model).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     close_and_check(stream, &record).await;
@@ -100,7 +88,7 @@ async fn before_the_first_token() {
 async fn during_a_non_streaming_call() {
     let h = Harness::start().await;
     let model = "synth?tokens=2000&rate=50";
-    let stream = send_raw(&h, &body(model, false)).await;
+    let stream = common::send_raw_chat(h.bridge, &body(model, false)).await;
     let record = wait_for_request(&h, model).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     close_and_check(stream, &record).await;

@@ -33,14 +33,9 @@ fn assert_error(reply: &common::Reply, status: u16, kind: &str, param: Value) ->
 
 #[tokio::test]
 async fn upstream_unreachable_is_502() {
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = closed.local_addr().expect("addr").port();
-    drop(closed);
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".to_owned();
-    config.upstream.url = format!("http://127.0.0.1:{port}");
+    config.upstream.url = common::closed_upstream().await;
     let (bridge, _stop, _task) = start_bridge(config).await;
     let reply = chat(bridge, &chat_body("m", true)).await;
     let error = assert_error(&reply, 502, "api_error", Value::Null);

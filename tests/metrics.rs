@@ -126,17 +126,8 @@ async fn failures_disconnects_and_active_streams_are_counted() {
     chat(h.bridge, &chat_body("synth?tokens=6&error_after=3", true)).await;
     chat(h.bridge, &chat_body("does-not-exist", true)).await;
     // A slow stream: active while it runs, then the client leaves.
-    let body = chat_body("synth?tokens=500&rate=20", true).to_string();
-    let mut stream = tokio::net::TcpStream::connect(h.bridge)
-        .await
-        .expect("connect");
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: b\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    tokio::io::AsyncWriteExt::write_all(&mut stream, head.as_bytes())
-        .await
-        .expect("write");
+    let mut stream =
+        common::send_raw_chat(h.bridge, &chat_body("synth?tokens=500&rate=20", true)).await;
     let mut buf = [0u8; 1024];
     let n = tokio::io::AsyncReadExt::read(&mut stream, &mut buf)
         .await
@@ -245,13 +236,9 @@ async fn request_ids_are_echoed_or_made_and_probes_answer() {
 
 #[tokio::test]
 async fn readyz_is_503_while_ollama_is_away() {
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = closed.local_addr().expect("addr").port();
-    drop(closed);
+    let upstream = common::closed_upstream().await;
     let h = Harness::start_with(|c| {
-        c.upstream.url = format!("http://127.0.0.1:{port}");
+        c.upstream.url = upstream;
         c.metrics.path = "/internal/metrics".to_owned();
     })
     .await;

@@ -127,15 +127,8 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 
 /// Starts a slow stream, reads its first bytes, leaves, and waits until the bridge counted it.
 async fn disconnect_mid_stream(h: &Harness) {
-    let body = chat_body("synth?tokens=100&rate=20", true).to_string();
-    let mut stream = tokio::net::TcpStream::connect(h.bridge)
-        .await
-        .expect("connect");
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: b\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut stream =
+        common::send_raw_chat(h.bridge, &chat_body("synth?tokens=100&rate=20", true)).await;
     let mut buf = [0u8; 512];
     let n = tokio::io::AsyncReadExt::read(&mut stream, &mut buf)
         .await

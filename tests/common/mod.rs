@@ -193,3 +193,30 @@ pub fn chat_body(model: &str, stream: bool) -> serde_json::Value {
         "stream_options": if stream { serde_json::json!({"include_usage": true}) } else { serde_json::Value::Null },
     })
 }
+
+/// Sends a chat request over a raw TCP connection and returns the connection unread, so a
+/// test can read part of the response and then close it like a client that goes away.
+pub async fn send_raw_chat(addr: SocketAddr, body: &serde_json::Value) -> TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let body = body.to_string();
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: bridge\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("write request");
+    stream
+}
+
+/// `http://127.0.0.1:<port>` where nothing listens.
+pub async fn closed_upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
