@@ -165,10 +165,10 @@ impl RequestObserver {
         }
     }
 
-    fn observe_end(&self) {
+    /// Observes everything measured at the end; returns the output tokens per second.
+    fn observe_end(&self, end: Instant) -> Option<f64> {
         let m = &self.metrics;
         let op_model = [self.operation, self.model.as_str()];
-        let end = Instant::now();
         let duration = end.duration_since(self.started).as_secs_f64();
         let outcome = self.outcome;
         m.request_duration
@@ -180,18 +180,17 @@ impl RequestObserver {
         m.overhead
             .with_label_values(&[self.operation])
             .observe(self.overhead.as_secs_f64());
-        if outcome == Outcome::ClientDisconnected || outcome == Outcome::InProgress {
+        if outcome == Outcome::ClientDisconnected {
             m.client_disconnects.with_label_values(&op_model).inc();
         }
-        let Some(stats) = self.stats else { return };
-        let usage = m.token_usage.clone();
+        let stats = self.stats?;
         if let Some(n) = stats.prompt_eval_count {
-            usage
+            m.token_usage
                 .with_label_values(&[self.operation, &self.model, "input"])
                 .observe(n as f64);
         }
         if let Some(n) = stats.eval_count {
-            usage
+            m.token_usage
                 .with_label_values(&[self.operation, &self.model, "output"])
                 .observe(n as f64);
         }
@@ -206,19 +205,20 @@ impl RequestObserver {
                 histogram.with_label_values(&model).observe(seconds(ns));
             }
         }
-        if let (Some(first), Some(tokens)) = (self.first_token, stats.eval_count) {
-            let generating = end.duration_since(first).as_secs_f64();
-            if tokens > 1 && generating > 0.0 {
-                let per_token = generating / (tokens - 1) as f64;
-                m.time_per_output_token
-                    .with_label_values(&op_model)
-                    .observe(per_token);
-                let rate = tokens as f64 / generating;
-                m.output_tokens_per_second
-                    .with_label_values(&op_model)
-                    .observe(rate);
-            }
+        let (first, tokens) = (self.first_token?, stats.eval_count?);
+        let generating = end.duration_since(first).as_secs_f64();
+        if tokens <= 1 || generating <= 0.0 {
+            return None;
         }
+        let per_token = generating / (tokens - 1) as f64;
+        m.time_per_output_token
+            .with_label_values(&op_model)
+            .observe(per_token);
+        let rate = tokens as f64 / generating;
+        m.output_tokens_per_second
+            .with_label_values(&op_model)
+            .observe(rate);
+        Some(rate)
     }
 }
 
@@ -230,24 +230,19 @@ impl Drop for RequestObserver {
         if self.streaming {
             self.metrics.active_streams.dec();
         }
-        self.observe_end();
+        let end = Instant::now();
+        let tokens_per_second = self.observe_end(end);
         let ttft_ms = self
             .first_token
             .map(|t| t.duration_since(self.started).as_secs_f64() * 1e3);
         let output_tokens = self.stats.and_then(|s| s.eval_count);
-        let tokens_per_second = match (self.first_token, output_tokens) {
-            (Some(first), Some(n)) if first.elapsed() > Duration::ZERO => {
-                Some(n as f64 / first.elapsed().as_secs_f64())
-            }
-            _ => None,
-        };
         tracing::info!(
             parent: &self.span,
             model = %self.model,
             status = self.status,
             outcome = self.outcome.name(),
             error_type = self.outcome.error_type(),
-            duration_ms = self.started.elapsed().as_secs_f64() * 1e3,
+            duration_ms = end.duration_since(self.started).as_secs_f64() * 1e3,
             ttft_ms,
             output_tokens,
             tokens_per_second,

@@ -60,19 +60,18 @@ impl ChatAggregate {
         if self.model.is_none() {
             self.model = chunk.model.map(str::to_owned);
         }
-        let before = (
-            self.content.len(),
-            self.thinking.len(),
-            self.tool_calls.len(),
-        );
         if let Some(message) = &chunk.message {
-            if let Some(text) = message.content.and_then(decode_string) {
-                self.content.push_str(&text);
-            }
-            if let Some(text) = message.thinking.and_then(decode_string) {
-                self.thinking.push_str(&text);
+            for (field, buffer) in [
+                (message.content, &mut self.content),
+                (message.thinking, &mut self.thinking),
+            ] {
+                if let Some(text) = field.and_then(decode_string) {
+                    self.saw_output |= !text.is_empty();
+                    buffer.push_str(&text);
+                }
             }
             for call in message.tool_calls.iter().flatten() {
+                self.saw_output = true;
                 let arguments = match decode_string(call.function.arguments) {
                     Some(text) => text,
                     None => call.function.arguments.get().to_owned(),
@@ -96,12 +95,6 @@ impl ChatAggregate {
                 .map_err(|e| StreamFailure::Malformed(format!("logprobs: {e}")))?;
             all.extend(entries);
         }
-        self.saw_output |= before
-            != (
-                self.content.len(),
-                self.thinking.len(),
-                self.tool_calls.len(),
-            );
         if chunk.done {
             let reason = finish_reason(chunk.done_reason, !self.tool_calls.is_empty());
             self.end = Some((reason, FinalStats::of(&chunk)));
