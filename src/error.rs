@@ -7,7 +7,9 @@
 use http::StatusCode;
 use serde::Serialize;
 
+use crate::auth::AuthFailure;
 use crate::body::{BoxBody, full};
+use crate::limit::{LimitKind, Rejection};
 
 /// A request-time failure, answered before any response byte was sent.
 #[derive(Debug)]
@@ -31,6 +33,11 @@ pub enum Error {
     },
     /// The route exists but not for this method. 405.
     MethodNotAllowed,
+    /// No API key, or not a configured one. 401, with `www-authenticate: Bearer`.
+    Unauthorized(AuthFailure),
+    /// A rate limit or concurrency cap refused the request. 429, with `retry-after` and
+    /// the `x-ratelimit-*` headers.
+    RateLimited(Box<Rejection>),
     /// Ollama could not be reached (connect failure, reset before headers). 502.
     UpstreamUnreachable(String),
     /// Ollama did not answer within `upstream.response_timeout_ms`. 504.
@@ -101,6 +108,8 @@ impl Error {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::UnknownRoute { .. } => "unknown_route",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::RateLimited(_) => "rate_limited",
             Self::UpstreamUnreachable(_) => "unreachable",
             Self::UpstreamTimeout => "timeout",
             Self::UpstreamStatus { .. } => "status",
@@ -126,6 +135,8 @@ impl Error {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownRoute { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamUnreachable(_) | Self::UpstreamStream { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::UpstreamStatus { status, .. } => *status,
@@ -140,6 +151,11 @@ impl Error {
             }
             Self::UnknownRoute { what } => format!("unknown route: {what}"),
             Self::MethodNotAllowed => "method not allowed for this route".to_owned(),
+            Self::Unauthorized(AuthFailure::Missing) => "You didn't provide an API key: send \
+                `Authorization: Bearer <key>` (or an `api-key` header)."
+                .to_owned(),
+            Self::Unauthorized(AuthFailure::Invalid) => "Incorrect API key provided.".to_owned(),
+            Self::RateLimited(rejection) => rate_limit_message(rejection),
             Self::UpstreamUnreachable(why) => format!("upstream Ollama server unreachable: {why}"),
             Self::UpstreamTimeout => "upstream Ollama server did not answer in time".to_owned(),
             Self::UpstreamStatus { message, .. } | Self::UpstreamStream { message, .. } => {
@@ -151,6 +167,12 @@ impl Error {
     fn code(&self) -> Option<&'static str> {
         match self {
             Self::InvalidRequest { .. } | Self::MethodNotAllowed => None,
+            Self::Unauthorized(AuthFailure::Missing) => Some("missing_api_key"),
+            Self::Unauthorized(AuthFailure::Invalid) => Some("invalid_api_key"),
+            Self::RateLimited(r) if r.limit == LimitKind::Concurrency => {
+                Some("too_many_concurrent_requests")
+            }
+            Self::RateLimited(_) => Some("rate_limit_exceeded"),
             Self::BodyTooLarge { .. } => Some("request_too_large"),
             Self::UnknownRoute { .. } => Some("unknown_url"),
             Self::UpstreamUnreachable(_) => Some("upstream_unreachable"),
@@ -182,11 +204,59 @@ impl Error {
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = http::Response::new(full(json));
         *response.status_mut() = status;
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
         );
+        match &self {
+            Self::Unauthorized(_) => {
+                headers.insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            Self::RateLimited(rejection) => {
+                rejection.headers.write_to(headers);
+                let ms = rejection.retry_after.as_millis();
+                headers.insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from(retry_after_seconds(rejection.retry_after)),
+                );
+                if let Ok(ms) = u64::try_from(ms) {
+                    headers.insert("retry-after-ms", http::HeaderValue::from(ms));
+                }
+            }
+            _ => {}
+        }
         response
+    }
+}
+
+/// `Retry-After` in whole seconds, rounded up, at least 1.
+pub fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    wait.as_nanos().div_ceil(1_000_000_000).max(1) as u64
+}
+
+fn rate_limit_message(rejection: &Rejection) -> String {
+    let whose = if rejection.key.is_empty() {
+        "this client".to_owned()
+    } else {
+        format!("key {:?}", rejection.key)
+    };
+    let seconds = retry_after_seconds(rejection.retry_after);
+    match rejection.limit {
+        LimitKind::Requests => {
+            format!(
+                "Rate limit reached for requests per minute of {whose}. Please try again in {seconds}s."
+            )
+        }
+        LimitKind::Tokens => format!(
+            "Rate limit reached for output tokens per minute of {whose}. Please try again in {seconds}s."
+        ),
+        LimitKind::Concurrency => format!(
+            "Too many concurrent requests for {whose} or this server. Please try again in {seconds}s."
+        ),
     }
 }
 
@@ -218,6 +288,16 @@ pub enum ConfigError {
         /// Why.
         why: String,
     },
+}
+
+impl ConfigError {
+    /// [`ConfigError::Invalid`] for the key at path `key`.
+    pub fn invalid(key: impl Into<String>, why: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            why: why.into(),
+        }
+    }
 }
 
 impl std::fmt::Display for ConfigError {

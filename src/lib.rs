@@ -5,7 +5,9 @@
 //!
 //! - [`config`]: the TOML configuration, environment overrides, validation.
 //! - [`server`]: the accept loop (HTTP/1.1 + h2c), graceful shutdown, shared state.
-//! - [`routes`]: routing and one handler module per endpoint family.
+//! - [`routes`]: routing, admission (key, limits) and one handler module per endpoint family.
+//! - [`auth`]: bearer API keys, compared in constant time.
+//! - [`limit`]: governor rate limits, token budgets and concurrency caps.
 //! - [`error`]: request-time errors as OpenAI error bodies; start-up errors.
 //! - [`body`]: the one response body type.
 //! - [`sse_body`]: the pull-based NDJSON -> SSE response body.
@@ -17,11 +19,13 @@
 //! - [`ids`]: `chatcmpl-…`, `call_…` and request ids.
 //! - [`fake_ollama`]: a deterministic Ollama stand-in for tests, benchmarks and demos.
 
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
 pub mod fake_ollama;
 pub mod ids;
+pub mod limit;
 pub mod metrics;
 pub mod observe;
 pub mod ollama;

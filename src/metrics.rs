@@ -72,6 +72,12 @@ pub struct Metrics {
     pub client_disconnects: IntCounterVec,
     /// `ollama_bridge_upstream_errors_total{kind}`.
     pub upstream_errors: IntCounterVec,
+    /// `ollama_bridge_rate_limited_total{key,limit}`: requests refused by a limit; `key` is
+    /// the key's name (empty without keys), `limit` is `requests`, `tokens` or `concurrency`.
+    pub rate_limited: IntCounterVec,
+    /// `ollama_bridge_auth_failures_total{reason}`: requests refused for their API key;
+    /// `reason` is `missing` or `invalid`.
+    pub auth_failures: IntCounterVec,
     /// `ollama_bridge_overhead_seconds{op}`: time inside the bridge per request (parsing,
     /// mapping, transcoding), excluding waits on Ollama and on the client.
     pub overhead: HistogramVec,
@@ -178,6 +184,18 @@ impl Metrics {
                 "ollama_bridge_upstream_errors_total",
                 "Failures of the Ollama server, by kind.",
                 &["kind"],
+            )?,
+            rate_limited: counter(
+                &r,
+                "ollama_bridge_rate_limited_total",
+                "Requests refused by a rate limit or concurrency cap, by key name and limit.",
+                &["key", "limit"],
+            )?,
+            auth_failures: counter(
+                &r,
+                "ollama_bridge_auth_failures_total",
+                "Requests refused for a missing or invalid API key.",
+                &["reason"],
             )?,
             overhead: histogram(
                 &r,

@@ -3,13 +3,19 @@
 //!
 //! Every key, its default and its unit is documented in the repository's `config.toml`.
 
+mod access;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use access::{AuthConfig, KeyConfig, LimitsConfig, QueueMode};
+
+use crate::auth::ApiKey;
 use crate::error::ConfigError;
+use crate::limit::ClientLimits;
 
 /// Environment variable that overrides [`ServerConfig::listen`].
 pub const ENV_LISTEN: &str = "OLLAMA_BRIDGE_LISTEN";
@@ -30,6 +36,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[logging]`: log format and what may be logged.
     pub logging: LoggingConfig,
+    /// `[auth]`: API keys.
+    pub auth: AuthConfig,
+    /// `[limits]`: rate limits and concurrency caps.
+    pub limits: LimitsConfig,
 }
 
 /// `[metrics]` section.
@@ -80,6 +90,12 @@ pub struct ServerConfig {
     /// After Ctrl-C or SIGTERM, how long in-flight streams may run on, in milliseconds.
     /// Default 30,000.
     pub shutdown_grace_ms: u64,
+    /// Time a client has to send a request's headers, in milliseconds; a connection that
+    /// has not sent them by then is closed (slowloris). Default 10,000.
+    pub header_read_timeout_ms: u64,
+    /// Most client connections open at once; past it the bridge stops accepting until one
+    /// closes (the kernel's backlog holds the rest). Default 16,384.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -88,7 +104,16 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".to_owned(),
             max_body_bytes: 16 * 1024 * 1024,
             shutdown_grace_ms: 30_000,
+            header_read_timeout_ms: 10_000,
+            max_connections: 16_384,
         }
+    }
+}
+
+impl ServerConfig {
+    /// `header_read_timeout_ms` as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
     }
 }
 
@@ -181,6 +206,11 @@ pub struct Validated {
     pub listen: SocketAddr,
     /// `upstream.url`, parsed, without a trailing slash.
     pub upstream: http::Uri,
+    /// `auth.keys`, resolved (inline, from the environment or as a digest) and hashed.
+    pub keys: Vec<ApiKey>,
+    /// `[limits]`' per-client defaults: for each key without its own values, and for each
+    /// client IP when no key is configured.
+    pub default_limits: ClientLimits,
 }
 
 impl Config {
@@ -243,6 +273,11 @@ impl Config {
                 "upstream.response_timeout_ms",
                 self.upstream.response_timeout_ms,
             ),
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms,
+            ),
+            ("server.max_connections", self.server.max_connections as u64),
             ("upstream.idle_timeout_ms", self.upstream.idle_timeout_ms),
             ("upstream.keepalive_ms", self.upstream.keepalive_ms),
             (
@@ -259,10 +294,14 @@ impl Config {
                 "must start with / and not be under /v1/".to_owned(),
             ));
         }
+        let default_limits = self.limits.validate()?;
+        let keys = self.auth.validate(&default_limits)?;
         Ok(Validated {
             config: self,
             listen,
             upstream,
+            keys,
+            default_limits,
         })
     }
 }
