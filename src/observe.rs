@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Span;
 
+use crate::limit::Admission;
 use crate::metrics::{Metrics, status_class};
 use crate::transcode::FinalStats;
 
@@ -73,6 +74,7 @@ pub struct RequestObserver {
     outcome: Outcome,
     stats: Option<FinalStats>,
     streaming: bool,
+    admission: Option<Admission>,
 }
 
 impl RequestObserver {
@@ -97,7 +99,19 @@ impl RequestObserver {
             outcome: Outcome::InProgress,
             stats: None,
             streaming: false,
+            admission: None,
         }
+    }
+
+    /// Holds the request's admission (its concurrency slots) until the response ends, when
+    /// its token budget is charged with Ollama's `eval_count`.
+    pub fn hold(&mut self, admission: Option<Admission>) {
+        self.admission = admission;
+    }
+
+    /// The admission held, to add slots to it.
+    pub fn admission_mut(&mut self) -> Option<&mut Admission> {
+        self.admission.as_mut()
     }
 
     /// The request's span, for log lines written outside the handler.
@@ -229,6 +243,11 @@ impl Drop for RequestObserver {
         }
         if self.streaming {
             self.metrics.active_streams.dec();
+        }
+        if let (Some(admission), Some(tokens)) =
+            (self.admission.take(), self.stats.and_then(|s| s.eval_count))
+        {
+            admission.charge(tokens);
         }
         let end = Instant::now();
         let tokens_per_second = self.observe_end(end);

@@ -210,3 +210,43 @@ async fn json_logs_carry_the_request_and_never_the_prompt() {
     );
     let _ = child.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_from_the_environment_and_as_digests_work_in_the_binary() {
+    let fake = FakeOllama::start(chat_transcripts()).await.expect("fake");
+    let digest = hex::encode(ollama_bridge::auth::sha256(b"sk-from-digest"));
+    let path = std::env::temp_dir().join(format!("ollama-bridge-keys-{}.toml", std::process::id()));
+    let config = format!(
+        "[[auth.keys]]\nname = \"ci\"\nkey_env = \"OLLAMA_BRIDGE_TEST_KEY\"\n\
+         [[auth.keys]]\nname = \"ops\"\nkey_sha256 = \"{digest}\"\n"
+    );
+    std::fs::write(&path, config).expect("write config");
+    let mut command = bridge();
+    command
+        .env("OLLAMA_BRIDGE_TEST_KEY", "sk-from-env")
+        .arg("--config")
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0", "--upstream", &fake.url()]);
+    let (_child, addr, _) = start(command).await;
+    let _ = std::fs::remove_file(&path);
+    let addr = addr.parse().expect("address");
+    let body = chat_body("synth?tokens=2", false).to_string();
+    let ask = |headers: &'static [(&'static str, &'static str)]| {
+        common::request_with(addr, "POST", "/v1/chat/completions", headers, &body)
+    };
+    assert_eq!(ask(&[]).await.status, 401);
+    assert_eq!(
+        ask(&[("authorization", "Bearer sk-from-digest-")])
+            .await
+            .status,
+        401
+    );
+    let from_env = ask(&[("authorization", "Bearer sk-from-env")]).await;
+    assert_eq!(from_env.status, 200, "{}", from_env.text());
+    assert_eq!(
+        from_env.json()["choices"][0]["message"]["content"],
+        "w0 w1 "
+    );
+    assert_eq!(ask(&[("api-key", "sk-from-digest")]).await.status, 200);
+    assert_eq!(fake.requests().len(), 2);
+}

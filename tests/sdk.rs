@@ -52,9 +52,13 @@ async fn openai_python(h: &Harness, scenario: &str, model: &str) -> Value {
     let mut command = tokio::process::Command::new(python());
     command
         .arg(root().join("tests/sdk/openai_python.py"))
-        .args([&h.base_url(), scenario, model]);
+        .args([&h.base_url(), scenario, model])
+        .env("OLLAMA_BRIDGE_TEST_KEY", TEST_KEY);
     run(command).await
 }
+
+/// The key the `auth_and_rate_limit` scenario is given.
+const TEST_KEY: &str = "sk-sdk-test-5f0c";
 
 async fn openai_node(h: &Harness, scenario: &str, model: &str) -> Value {
     let dir = root().join("tests/sdk/node");
@@ -168,6 +172,45 @@ async fn node_streams_the_same_text_and_tool_call() {
         got,
         json!({"finish_reason": "tool_calls", "id": "call_gs2k7cwo", "name": "get_weather",
                "arguments": {"city": "Paris", "unit": "celsius"}})
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_raises_authentication_and_rate_limit_errors_and_recovers_after_retry_after() {
+    let h = Harness::start_with(|c| {
+        c.auth.keys = vec![ollama_bridge::config::KeyConfig {
+            name: "sdk".to_owned(),
+            key: Some(TEST_KEY.to_owned()),
+            requests_per_minute: Some(60),
+            burst: Some(1),
+            ..Default::default()
+        }];
+    })
+    .await;
+    let out = openai_python(&h, "auth_and_rate_limit", "synth?tokens=3").await;
+    assert_eq!(
+        out["wrong_key"],
+        json!({"status": 401, "type": "authentication_error", "code": "invalid_api_key"})
+    );
+    assert_eq!(
+        out["first"],
+        json!({"content": "w0 w1 w2 ", "limit": "1", "remaining": "0", "reset": "1s"})
+    );
+    let limited = &out["limited"];
+    assert_eq!(limited["status"], 429, "{out}");
+    assert_eq!(limited["type"], "rate_limit_error");
+    assert_eq!(limited["code"], "rate_limit_exceeded");
+    assert_eq!(limited["retry_after"], "1");
+    assert_eq!(
+        (&limited["limit"], &limited["remaining"]),
+        (&json!("1"), &json!("0"))
+    );
+    assert_eq!(out["after_wait"], "w0 w1 w2 ");
+    assert_eq!(
+        h.fake.requests().len(),
+        2,
+        "only the admitted requests reached Ollama"
     );
     h.stop().await;
 }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::body::{BoxBody, full};
 use crate::error::Error;
 use crate::ids;
+use crate::limit::Admission;
 use crate::observe::RequestObserver;
 use crate::ollama::client::error_chain;
 use crate::ollama::ndjson::NdjsonFramer;
@@ -26,14 +27,17 @@ use crate::transcode::framed::FramedChat;
 use crate::transcode::request::{ResponseSettings, map_chat_request};
 
 /// Handles one chat completion, measured from the request's arrival to the end of its
-/// response (also when the client goes away).
+/// response (also when the client goes away). `admission` (its slots, its token budget)
+/// is held until the response ends, then charged with Ollama's `eval_count`.
 ///
 /// # Errors
-/// Before any response byte: 400/413 for the request, 502/504 or Ollama's own status for
-/// the upstream (see [`Error`]). A failure after the stream started is an SSE error event.
+/// Before any response byte: 400/413 for the request, 429 when the model's concurrency cap
+/// is full, 502/504 or Ollama's own status for the upstream (see [`Error`]). A failure
+/// after the stream started is an SSE error event.
 pub async fn chat_completions(
     state: &AppState,
     req: Request<Incoming>,
+    admission: Option<Admission>,
 ) -> Result<Response<BoxBody>, Error> {
     let arrival = req
         .extensions()
@@ -42,6 +46,7 @@ pub async fn chat_completions(
     let metrics = Arc::clone(&state.metrics);
     let mut observer =
         RequestObserver::new(metrics, "chat", Route::ChatCompletions.name(), arrival);
+    observer.hold(admission);
     match start(state, req, &mut observer).await {
         Ok((upstream, settings)) => {
             observer.generation_started();
@@ -77,6 +82,13 @@ async fn start(
     let parsed: ChatCompletionRequest = parse_json(&body)?;
     drop(body);
     let (upstream_request, settings) = map_chat_request(parsed)?;
+    if let Some(admission) = observer.admission_mut() {
+        state
+            .limits
+            .model_slot(admission, &upstream_request.model)
+            .await
+            .map_err(|rejection| state.refuse(rejection))?;
+    }
     let json = serde_json::to_vec(&upstream_request).map_err(|e| Error::InvalidRequest {
         message: format!("cannot encode the upstream request: {e}"),
         param: None,

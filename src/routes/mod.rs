@@ -3,13 +3,17 @@
 pub mod chat;
 pub mod health;
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use crate::auth;
 use crate::body::BoxBody;
 use crate::error::Error;
+use crate::limit::{Admission, Identity};
 use crate::server::AppState;
 
 /// The routes, each with a bounded name for logs and metric labels.
@@ -39,6 +43,28 @@ impl Route {
         }
     }
 
+    /// Whether a configured key is required: under `/v1/`, and for the probes and the
+    /// metrics when `auth.protect_probes` / `auth.protect_metrics` say so.
+    fn needs_key(self, state: &AppState, path: &str) -> bool {
+        let auth = &state.config.auth;
+        match self {
+            Self::ChatCompletions => true,
+            Self::Healthz | Self::Readyz => auth.protect_probes,
+            Self::Metrics => auth.protect_metrics,
+            Self::Unknown => path.starts_with("/v1/"),
+        }
+    }
+
+    /// Whether the route is an API call the rate limits count.
+    fn is_limited(self) -> bool {
+        matches!(self, Self::ChatCompletions)
+    }
+
+    /// Whether the route runs a generation, which takes concurrency slots.
+    fn generates(self) -> bool {
+        matches!(self, Self::ChatCompletions)
+    }
+
     /// The route's name: its path, or `unknown`.
     pub fn name(self) -> &'static str {
         match self {
@@ -51,21 +77,48 @@ impl Route {
     }
 }
 
-/// Answers one request. Every failure becomes an OpenAI-shaped error response.
-pub async fn handle(state: &AppState, route: Route, req: Request<Incoming>) -> Response<BoxBody> {
-    let method = req.method();
-    let observed = route == Route::ChatCompletions && method == Method::POST;
-    let result = match (route, method) {
-        (Route::ChatCompletions, &Method::POST) => chat::chat_completions(state, req).await,
-        (Route::Healthz, &Method::GET) => Ok(health::healthz()),
-        (Route::Readyz, &Method::GET) => Ok(health::readyz(state).await),
-        (Route::Metrics, &Method::GET) => Ok(health::metrics(state)),
-        (Route::Unknown, _) => Err(Error::UnknownRoute {
-            what: format!("{method} {}", req.uri().path()),
-        }),
-        _ => Err(Error::MethodNotAllowed),
+/// Answers one request from `peer`: checks its key and limits, then routes it. Every
+/// failure becomes an OpenAI-shaped error response; admitted responses carry the
+/// `x-ratelimit-*` headers.
+pub async fn handle(
+    state: &AppState,
+    route: Route,
+    req: Request<Incoming>,
+    peer: IpAddr,
+) -> Response<BoxBody> {
+    let method = req.method().clone();
+    let mut observed = false;
+    let mut rate_headers = None;
+    let result = match admit(state, route, &req, peer).await {
+        Err(e) => {
+            tracing::info!(
+                status = e.status().as_u16(),
+                error = e.kind(),
+                "request refused"
+            );
+            Err(e)
+        }
+        Ok(admission) => {
+            rate_headers = admission.as_ref().map(Admission::headers);
+            match (route, &method) {
+                (Route::ChatCompletions, &Method::POST) => {
+                    observed = true;
+                    chat::chat_completions(state, req, admission).await
+                }
+                (Route::Healthz, &Method::GET) => Ok(health::healthz()),
+                (Route::Readyz, &Method::GET) => Ok(health::readyz(state).await),
+                (Route::Metrics, &Method::GET) => Ok(health::metrics(state)),
+                (Route::Unknown, _) => Err(Error::UnknownRoute {
+                    what: format!("{method} {}", req.uri().path()),
+                }),
+                _ => Err(Error::MethodNotAllowed),
+            }
+        }
     };
-    let response = result.unwrap_or_else(Error::into_response);
+    let mut response = result.unwrap_or_else(Error::into_response);
+    if let Some(headers) = rate_headers {
+        headers.write_to(response.headers_mut());
+    }
     if !observed {
         let class = crate::metrics::status_class(response.status().as_u16());
         state
@@ -75,6 +128,39 @@ pub async fn handle(state: &AppState, route: Route, req: Request<Incoming>) -> R
             .inc();
     }
     response
+}
+
+/// Checks the request's key (when the route needs one and keys are configured) and, for
+/// API routes, its limits. `None` for routes the limits do not count.
+async fn admit(
+    state: &AppState,
+    route: Route,
+    req: &Request<Incoming>,
+    peer: IpAddr,
+) -> Result<Option<Admission>, Error> {
+    let identity = if state.keys.is_empty() || !route.needs_key(state, req.uri().path()) {
+        Identity::Ip(peer)
+    } else {
+        let index = auth::authenticate(&state.keys, req.headers()).map_err(|failure| {
+            state
+                .metrics
+                .auth_failures
+                .with_label_values(&[failure.name()])
+                .inc();
+            Error::Unauthorized(failure)
+        })?;
+        if let Some(key) = state.keys.get(index) {
+            tracing::Span::current().record("key", &*key.name);
+        }
+        Identity::Key(index)
+    };
+    if !route.is_limited() {
+        return Ok(None);
+    }
+    let admission = state.limits.admit(identity, route.generates()).await;
+    admission
+        .map(Some)
+        .map_err(|rejection| state.refuse(rejection))
 }
 
 /// Reads a whole request body of at most `limit` bytes.

@@ -153,30 +153,64 @@ impl Reply {
 
 /// Sends one request over a fresh HTTP/1.1 connection and reads the whole response.
 pub async fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> Reply {
+    request_with(addr, method, path, &[], body).await
+}
+
+/// As [`request`], with extra request headers.
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    read_reply(start_request(addr, method, path, headers, body).await).await
+}
+
+/// Sends one request over a fresh HTTP/1.1 connection and returns once the response's
+/// headers arrived; its body is left to read (see [`read_reply`]).
+pub async fn start_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> http::Response<hyper::body::Incoming> {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("handshake");
     tokio::spawn(conn);
-    let req = http::Request::builder()
+    let mut req = http::Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path}"))
         .header("host", addr.to_string())
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req
         .body(Full::new(Bytes::from(body.to_owned())))
         .expect("request");
-    let response = tokio::time::timeout(Duration::from_secs(20), async {
-        let response = sender.send_request(req).await.expect("response");
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.expect("body").to_bytes();
-        Reply {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-        }
-    })
-    .await;
-    response.expect("response within 20 s")
+    tokio::time::timeout(Duration::from_secs(20), sender.send_request(req))
+        .await
+        .expect("response headers within 20 s")
+        .expect("response")
+}
+
+/// Reads the rest of a response started with [`start_request`].
+pub async fn read_reply(response: http::Response<hyper::body::Incoming>) -> Reply {
+    let (parts, body) = response.into_parts();
+    let body = tokio::time::timeout(Duration::from_secs(20), body.collect())
+        .await
+        .expect("response body within 20 s")
+        .expect("body")
+        .to_bytes();
+    Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
 }
 
 /// `POST /v1/chat/completions`.

@@ -5,7 +5,9 @@ Prints one JSON object describing what the SDK returned; the Rust test checks it
 """
 
 import json
+import os
 import sys
+import time
 
 import openai
 import pydantic
@@ -95,7 +97,43 @@ def not_found(c: openai.OpenAI, model: str) -> dict:
     return {"error": None}
 
 
-SCENARIOS = {f.__name__: f for f in (stream_text, stream_helper_tools, non_stream, mid_stream_error, not_found)}
+def auth_and_rate_limit(c: openai.OpenAI, model: str) -> dict:
+    """A wrong key, then the right one (OLLAMA_BRIDGE_TEST_KEY) until its rate limit, a
+    wait of Retry-After seconds, and one more request."""
+    messages = [{"role": "user", "content": "hi"}]
+    out: dict = {}
+    try:
+        c.with_options(api_key="sk-wrong").chat.completions.create(model=model, messages=messages)
+    except openai.AuthenticationError as e:
+        out["wrong_key"] = {"status": e.status_code, "type": e.type, "code": e.code}
+    keyed = c.with_options(api_key=os.environ["OLLAMA_BRIDGE_TEST_KEY"])
+    raw = keyed.chat.completions.with_raw_response.create(model=model, messages=messages)
+    names = ("limit", "remaining", "reset")
+    out["first"] = {
+        "content": raw.parse().choices[0].message.content,
+        **{n: raw.headers.get(f"x-ratelimit-{n}-requests") for n in names},
+    }
+    try:
+        keyed.chat.completions.create(model=model, messages=messages)
+    except openai.RateLimitError as e:
+        headers = e.response.headers
+        out["limited"] = {
+            "status": e.status_code,
+            "type": e.type,
+            "code": e.code,
+            "retry_after": headers.get("retry-after"),
+            **{n: headers.get(f"x-ratelimit-{n}-requests") for n in names},
+        }
+        time.sleep(float(headers["retry-after"]))
+    stream = keyed.chat.completions.create(model=model, messages=messages, stream=True)
+    out["after_wait"] = "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
+    return out
+
+
+SCENARIOS = {
+    f.__name__: f
+    for f in (stream_text, stream_helper_tools, non_stream, mid_stream_error, not_found, auth_and_rate_limit)
+}
 
 if __name__ == "__main__":
     base_url, scenario, model = sys.argv[1:4]
