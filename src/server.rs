@@ -16,11 +16,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
-use crate::auth::ApiKey;
+use crate::auth::{ApiKey, AuthFailure};
 use crate::config::{Config, Validated};
 use crate::error::Error;
 use crate::ids;
-use crate::limit::{Limits, Rejection};
+use crate::limit::{LimitKind, Limits, Rejection};
 use crate::metrics::Metrics;
 use crate::ollama::client::OllamaClient;
 use crate::routes;
@@ -53,7 +53,7 @@ impl AppState {
     /// # Errors
     /// When the metrics cannot be registered (a bug the tests rule out).
     pub fn new(validated: &Validated) -> Result<Self, prometheus::Error> {
-        Ok(Self {
+        let state = Self {
             ollama: OllamaClient::new(&validated.upstream, &validated.config.upstream),
             config: validated.config.clone(),
             metrics: Arc::new(Metrics::new()?),
@@ -64,7 +64,34 @@ impl AppState {
                 &validated.config.limits,
                 DefaultClock::default(),
             ),
-        })
+        };
+        state.init_access_metrics();
+        Ok(state)
+    }
+
+    /// Creates the access-control series at 0 (their labels are known: key names, limit
+    /// kinds, failure reasons), so they are scraped, and rated, before the first refusal.
+    fn init_access_metrics(&self) {
+        for failure in [AuthFailure::Missing, AuthFailure::Invalid] {
+            self.metrics
+                .auth_failures
+                .with_label_values(&[failure.name()]);
+        }
+        let mut names: Vec<&str> = self.keys.iter().map(|k| &*k.name).collect();
+        if names.is_empty() {
+            names.push("");
+        }
+        for name in names {
+            for limit in [
+                LimitKind::Requests,
+                LimitKind::Tokens,
+                LimitKind::Concurrency,
+            ] {
+                self.metrics
+                    .rate_limited
+                    .with_label_values(&[name, limit.name()]);
+            }
+        }
     }
 
     /// Counts a refusal by a limit and turns it into the 429 error.
