@@ -54,6 +54,49 @@ async fn start(mut command: Command) -> (Child, String, String) {
     (child, addr, line)
 }
 
+type LogLines = tokio::io::Lines<BufReader<tokio::process::ChildStderr>>;
+
+/// Starts the binary with `--log-format json`; returns it, its address and its log lines.
+async fn start_json(mut command: Command) -> (Child, std::net::SocketAddr, LogLines) {
+    command.args(["--log-format", "json"]);
+    let mut child = command.spawn().expect("binary starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let first = lines.next_line().await.expect("read").expect("start line");
+    let start: serde_json::Value = serde_json::from_str(&first).expect("JSON start line");
+    let message = start["fields"]["message"].as_str().expect("message");
+    let addr = message
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split("/v1").next())
+        .expect("address")
+        .parse()
+        .expect("address");
+    (child, addr, lines)
+}
+
+/// The next `count` log entries whose message is `message`, checking every line read with
+/// `check`.
+async fn log_entries(
+    lines: &mut LogLines,
+    message: &str,
+    count: usize,
+    check: impl Fn(&str),
+) -> Vec<serde_json::Value> {
+    let mut found = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        while found.len() < count {
+            let line = lines.next_line().await.expect("read").expect("a log line");
+            check(&line);
+            let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
+            if entry["fields"]["message"] == message {
+                found.push(entry);
+            }
+        }
+    });
+    read.await.expect("log lines within 10 s");
+    found
+}
+
 #[tokio::test]
 async fn an_unknown_config_key_is_refused_by_name() {
     let path = std::env::temp_dir().join(format!("ollama-bridge-test-{}.toml", std::process::id()));
@@ -162,39 +205,16 @@ async fn sigterm_lets_an_in_flight_stream_finish_then_exits_0() {
 async fn json_logs_carry_the_request_and_never_the_prompt() {
     let fake = FakeOllama::start(chat_transcripts()).await.expect("fake");
     let mut command = bridge();
-    command.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &fake.url(),
-        "--log-format",
-        "json",
-    ]);
-    let mut child = command.spawn().expect("binary starts");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let first = lines.next_line().await.expect("read").expect("start line");
-    let start: serde_json::Value = serde_json::from_str(&first).expect("JSON start line");
-    let message = start["fields"]["message"].as_str().expect("message");
-    let addr = message
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split("/v1").next())
-        .expect("address");
+    command.args(["--listen", "127.0.0.1:0", "--upstream", &fake.url()]);
+    let (mut child, addr, mut lines) = start_json(command).await;
     let mut body = chat_body("plain_stop", true);
     body["messages"][0]["content"] = serde_json::json!("a secret prompt");
-    common::chat(addr.parse().expect("address"), &body).await;
-    let finished = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(line) = lines.next_line().await.expect("read") {
-            assert!(!line.contains("secret"), "prompt logged: {line}");
-            let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-            if entry["fields"]["message"] == "request finished" {
-                return entry;
-            }
-        }
-        panic!("no request line");
+    common::chat(addr, &body).await;
+    let finished = log_entries(&mut lines, "request finished", 1, |line| {
+        assert!(!line.contains("secret"), "prompt logged: {line}");
     })
-    .await
-    .expect("request line within 10 s");
+    .await;
+    let finished = &finished[0];
     let fields = &finished["fields"];
     assert_eq!(
         (fields["model"].as_str(), fields["outcome"].as_str()),
@@ -227,9 +247,8 @@ async fn keys_from_the_environment_and_as_digests_work_in_the_binary() {
         .arg("--config")
         .arg(&path)
         .args(["--listen", "127.0.0.1:0", "--upstream", &fake.url()]);
-    let (_child, addr, _) = start(command).await;
+    let (mut child, addr, mut lines) = start_json(command).await;
     let _ = std::fs::remove_file(&path);
-    let addr = addr.parse().expect("address");
     let body = chat_body("synth?tokens=2", false).to_string();
     let ask = |headers: &'static [(&'static str, &'static str)]| {
         common::request_with(addr, "POST", "/v1/chat/completions", headers, &body)
@@ -249,4 +268,11 @@ async fn keys_from_the_environment_and_as_digests_work_in_the_binary() {
     );
     assert_eq!(ask(&[("api-key", "sk-from-digest")]).await.status, 200);
     assert_eq!(fake.requests().len(), 2);
+
+    // The log lines name the key, never the key itself.
+    let never_the_key = |line: &str| assert!(!line.contains("sk-from"), "key logged: {line}");
+    let finished = log_entries(&mut lines, "request finished", 2, never_the_key).await;
+    let names: Vec<_> = finished.iter().map(|e| e["span"]["key"].clone()).collect();
+    assert_eq!(names, ["ci", "ops"]);
+    let _ = child.kill().await;
 }
