@@ -20,7 +20,7 @@ use crate::auth::{ApiKey, AuthFailure};
 use crate::config::{Config, Validated};
 use crate::error::Error;
 use crate::ids;
-use crate::limit::{LimitKind, Limits, Rejection};
+use crate::limit::{LimitKind, Limits, Rejection, bounded_semaphore};
 use crate::metrics::Metrics;
 use crate::ollama::client::OllamaClient;
 use crate::routes;
@@ -122,7 +122,7 @@ pub async fn run(
     let server = &config.config.server;
     let grace = Duration::from_millis(server.shutdown_grace_ms);
     let header_timeout = server.header_read_timeout();
-    let connection_slots = Arc::new(Semaphore::new(server.max_connections));
+    let connection_slots = Arc::new(bounded_semaphore(server.max_connections));
     let state = Arc::new(AppState::new(&config)?);
     warn_if_open(&listener, !state.keys.is_empty());
     let evictor = tokio::spawn(evict_idle_clients(Arc::clone(&state)));

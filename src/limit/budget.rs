@@ -10,8 +10,8 @@ use governor::nanos::Nanos;
 
 use super::{MINUTE, Window};
 
-/// The longest debt a single charge can add (a year): keeps instants far from overflow.
-const MAX_CHARGE: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The longest a budget can be in debt: a year.
+const MAX_DEBT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Output tokens per minute with debt: `full_at` is the instant the budget is full again;
 /// each token moves it `per_token` later. The budget admits a request while at least one
@@ -55,13 +55,14 @@ impl<C: Clock> TokenBudget<C> {
         }
     }
 
-    /// Charges `tokens`, going into debt when they are more than is left.
+    /// Charges `tokens`, going into debt when they are more than is left (at most
+    /// [`MAX_DEBT`] of it, which keeps instants far from overflow).
     pub(super) fn charge(&self, tokens: u64, now: C::Instant) {
-        let cost = tokens
-            .saturating_mul(self.per_token)
-            .min(MAX_CHARGE.as_nanos() as u64);
+        let cost = tokens.saturating_mul(self.per_token);
         let mut full_at = self.full_at.lock().unwrap_or_else(PoisonError::into_inner);
-        *full_at = (*full_at).max(now) + Nanos::new(cost);
+        let deficit = full_at.duration_since(now).as_u64();
+        let deficit = deficit.saturating_add(cost).min(MAX_DEBT.as_nanos() as u64);
+        *full_at = now + Nanos::new(deficit);
     }
 
     pub(super) fn is_full(&self, now: C::Instant) -> bool {

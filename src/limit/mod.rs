@@ -121,7 +121,7 @@ impl<C: Clock + Clone> Client<C> {
             tokens: limits.tokens_per_minute.map(|n| TokenBudget::new(n, now)),
             slots: limits
                 .max_concurrent
-                .map(|n| Arc::new(Semaphore::new(n.get() as usize))),
+                .map(|n| Arc::new(bounded_semaphore(n.get() as usize))),
             last_seen: Mutex::new(now),
             refill: limits
                 .requests
@@ -163,6 +163,11 @@ impl<C: Clock + Clone> Client<C> {
     }
 }
 
+/// A semaphore of `permits`, at most [`Semaphore::MAX_PERMITS`] (past which `new` panics).
+pub fn bounded_semaphore(permits: usize) -> Semaphore {
+    Semaphore::new(permits.min(Semaphore::MAX_PERMITS))
+}
+
 /// Who is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Identity {
@@ -199,7 +204,7 @@ impl<C: Clock + Clone> Limits<C> {
     /// Builds every limiter from validated configuration; cannot fail (the types of
     /// [`ClientLimits`] rule out zero limits).
     pub fn new(keys: &[ApiKey], ip_limits: ClientLimits, config: &LimitsConfig, clock: C) -> Self {
-        let semaphore = |n: u32| Arc::new(Semaphore::new(n as usize));
+        let semaphore = |n: u32| Arc::new(bounded_semaphore(n as usize));
         Self {
             keys: keys
                 .iter()

@@ -264,3 +264,21 @@ fn resets_are_written_as_openai_does() {
     assert_eq!(headers["x-ratelimit-reset-requests"], "2s");
     assert!(!headers.contains_key("x-ratelimit-limit-tokens"));
 }
+
+#[tokio::test]
+async fn debt_is_bounded_and_never_overflows() {
+    let limits = ClientLimits {
+        tokens_per_minute: Some(nz(1)),
+        ..ClientLimits::default()
+    };
+    let (limits, clock) = one_key(limits, &LimitsConfig::default());
+    let admission = limits.admit(Identity::Key(0), false).await.unwrap();
+    for _ in 0..1_000 {
+        admission.charge(u64::MAX);
+    }
+    let refused = limits.admit(Identity::Key(0), false).await.unwrap_err();
+    let year = Duration::from_secs(365 * 24 * 3600);
+    assert_eq!(refused.headers.tokens.unwrap().reset, year);
+    clock.advance(year);
+    assert!(limits.admit(Identity::Key(0), false).await.is_ok());
+}
