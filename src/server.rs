@@ -158,23 +158,7 @@ pub async fn run(
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             let _slot = slot;
-            tokio::pin!(connection);
-            // hyper's own header timeout starts only once it knows the protocol; this one
-            // also covers a client that sends nothing, or too little to tell.
-            let headers_in = tokio::time::timeout(header_timeout, first_request.notified());
-            let result = tokio::select! {
-                result = &mut connection => result,
-                waited = headers_in => match waited {
-                    Ok(()) => connection.await,
-                    Err(_) => {
-                        tracing::debug!(%peer, "no request headers in time; closing the connection");
-                        return;
-                    }
-                },
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+            serve_with_header_deadline(connection, &first_request, header_timeout, peer).await;
         });
     }
     evictor.abort();
@@ -185,6 +169,32 @@ pub async fn run(
         () = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing the rest"),
     }
     Ok(())
+}
+
+/// Drives `connection`, closing it if its first request's headers have not arrived within
+/// `header_timeout`. hyper's own header timeout starts only once it knows the protocol;
+/// this one also covers a client that sends nothing, or too little to tell.
+async fn serve_with_header_deadline<E: std::fmt::Display>(
+    connection: impl Future<Output = Result<(), E>>,
+    first_request: &Notify,
+    header_timeout: Duration,
+    peer: SocketAddr,
+) {
+    tokio::pin!(connection);
+    let headers_in = tokio::time::timeout(header_timeout, first_request.notified());
+    let result = tokio::select! {
+        result = &mut connection => result,
+        waited = headers_in => match waited {
+            Ok(()) => connection.await,
+            Err(_) => {
+                tracing::debug!(%peer, "no request headers in time; closing the connection");
+                return;
+            }
+        },
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
 }
 
 /// Accepts one connection once a connection slot is free; `None` when accepting failed.

@@ -86,33 +86,24 @@ pub async fn handle(
     req: Request<Incoming>,
     peer: IpAddr,
 ) -> Response<BoxBody> {
-    let method = req.method().clone();
-    let mut observed = false;
-    let mut rate_headers = None;
-    let result = match admit(state, route, &req, peer).await {
+    // The chat handler's observer counts its own request; everything else is counted here.
+    let is_chat = route == Route::ChatCompletions && req.method() == Method::POST;
+    let (result, rate_headers, observed) = match admit(state, route, &req, peer).await {
         Err(e) => {
             tracing::info!(
                 status = e.status().as_u16(),
                 error = e.kind(),
                 "request refused"
             );
-            Err(e)
+            (Err(e), None, false)
         }
         Ok(admission) => {
-            rate_headers = admission.as_ref().map(Admission::headers);
-            match (route, &method) {
-                (Route::ChatCompletions, &Method::POST) => {
-                    observed = true;
-                    chat::chat_completions(state, req, admission).await
-                }
-                (Route::Healthz, &Method::GET) => Ok(health::healthz()),
-                (Route::Readyz, &Method::GET) => Ok(health::readyz(state).await),
-                (Route::Metrics, &Method::GET) => Ok(health::metrics(state)),
-                (Route::Unknown, _) => Err(Error::UnknownRoute {
-                    what: format!("{method} {}", req.uri().path()),
-                }),
-                _ => Err(Error::MethodNotAllowed),
-            }
+            let rate_headers = admission.as_ref().map(Admission::headers);
+            (
+                dispatch(state, route, req, admission).await,
+                rate_headers,
+                is_chat,
+            )
         }
     };
     let mut response = result.unwrap_or_else(Error::into_response);
@@ -128,6 +119,27 @@ pub async fn handle(
             .inc();
     }
     response
+}
+
+/// Calls the route's handler; only chat completions take the admission.
+async fn dispatch(
+    state: &AppState,
+    route: Route,
+    req: Request<Incoming>,
+    admission: Option<Admission>,
+) -> Result<Response<BoxBody>, Error> {
+    match (route, req.method()) {
+        (Route::ChatCompletions, &Method::POST) => {
+            chat::chat_completions(state, req, admission).await
+        }
+        (Route::Healthz, &Method::GET) => Ok(health::healthz()),
+        (Route::Readyz, &Method::GET) => Ok(health::readyz(state).await),
+        (Route::Metrics, &Method::GET) => Ok(health::metrics(state)),
+        (Route::Unknown, method) => Err(Error::UnknownRoute {
+            what: format!("{method} {}", req.uri().path()),
+        }),
+        _ => Err(Error::MethodNotAllowed),
+    }
 }
 
 /// Checks the request's key (when the route needs one and keys are configured) and, for
