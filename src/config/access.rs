@@ -229,6 +229,10 @@ fn non_empty_key(at: &str, key: &str) -> Result<[u8; 32], ConfigError> {
     Ok(auth::sha256(key.as_bytes()))
 }
 
+/// The largest burst: refilling it at one request a minute takes under two years, far
+/// inside the range of the limiter's clock arithmetic.
+const MAX_BURST: u32 = 1_000_000;
+
 /// A limit that is off when absent and must be above 0 when given.
 fn positive(at: &str, value: Option<u32>) -> Result<Option<NonZeroU32>, ConfigError> {
     match value {
@@ -248,6 +252,12 @@ fn client_limits(
 ) -> Result<ClientLimits, ConfigError> {
     let rpm = positive(&format!("{at}.requests_per_minute"), requests_per_minute)?;
     let burst = positive(&format!("{at}.burst"), burst)?;
+    if burst.is_some_and(|b| b.get() > MAX_BURST) {
+        return Err(ConfigError::invalid(
+            format!("{at}.burst"),
+            format!("must be at most {MAX_BURST}"),
+        ));
+    }
     let requests = match (rpm, burst) {
         (Some(rpm), burst) => Some(Quota::per_minute(rpm).allow_burst(burst.unwrap_or(rpm))),
         (None, Some(_)) => {
@@ -329,6 +339,11 @@ mod tests {
         assert!(zero.contains("limits.requests_per_minute"), "{zero}");
         let burst = error_of("[limits]\nburst = 5\n");
         assert!(burst.contains("limits.burst"), "{burst}");
+        let huge = error_of("[limits]\nrequests_per_minute = 1\nburst = 4294967295\n");
+        assert!(
+            huge.contains("limits.burst") && huge.contains("at most"),
+            "{huge}"
+        );
         let model = error_of("[limits.max_concurrent_per_model]\n\"llama3.2:3b\" = 0\n");
         assert!(model.contains("llama3.2:3b"), "{model}");
         let config = Config::from_toml(

@@ -123,10 +123,13 @@ impl<C: Clock + Clone> Client<C> {
                 .max_concurrent
                 .map(|n| Arc::new(bounded_semaphore(n.get() as usize))),
             last_seen: Mutex::new(now),
-            refill: limits
-                .requests
-                .map_or(Duration::ZERO, |q| q.burst_size_replenished_in())
-                .into(),
+            refill: Nanos::new(
+                limits
+                    .requests
+                    .map_or(0, |q| q.burst_size_replenished_in().as_nanos())
+                    .try_into()
+                    .unwrap_or(u64::MAX),
+            ),
             clock: clock.clone(),
         }
     }
