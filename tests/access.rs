@@ -11,7 +11,9 @@ mod common;
 use std::time::Duration;
 
 use common::scrape::{parse, sum};
-use common::{Harness, Reply, chat_body, read_reply, request, request_with, start_request};
+use common::{
+    Harness, Reply, chat_body, read_reply, request, request_with, start_request, synth_text,
+};
 use ollama_bridge::auth::sha256;
 use ollama_bridge::config::{Config, KeyConfig, QueueMode};
 
@@ -44,21 +46,7 @@ async fn chat_as(h: &Harness, headers: &[(&str, &str)], model: &str) -> Reply {
 }
 
 fn assert_streamed(reply: &Reply, tokens: usize) {
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    let data = reply.sse_data();
-    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-    let text: String = data
-        .iter()
-        .filter(|d| d.as_str() != "[DONE]")
-        .map(|d| serde_json::from_str::<serde_json::Value>(d).expect("chunk JSON"))
-        .filter_map(|c| {
-            c["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
-    let want: String = (0..tokens).map(|i| format!("w{i} ")).collect();
-    assert_eq!(text, want);
+    assert_eq!(reply.streamed_content(), synth_text(tokens));
 }
 
 fn assert_error(reply: &Reply, status: u16, kind: &str, code: &str) {

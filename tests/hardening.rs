@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harness, chat_body, read_reply, request, start_request};
+use common::{Harness, chat_body, read_reply, request, start_request, synth_text};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -90,20 +90,7 @@ async fn slow_headers_and_oversized_bodies_do_not_disturb_a_stream() {
     assert_eq!(too_large.json()["error"]["code"], "request_too_large");
 
     let streamed = streaming.await.expect("task");
-    assert_eq!(streamed.status, 200);
-    let data = streamed.sse_data();
-    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-    let text: String = data
-        .iter()
-        .filter(|d| d.as_str() != "[DONE]")
-        .map(|d| serde_json::from_str::<serde_json::Value>(d).expect("chunk"))
-        .filter_map(|c| {
-            c["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
-    assert_eq!(text, (0..20).map(|i| format!("w{i} ")).collect::<String>());
+    assert_eq!(streamed.streamed_content(), synth_text(20));
     h.stop().await;
 }
 

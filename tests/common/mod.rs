@@ -151,6 +151,31 @@ impl Reply {
     }
 }
 
+impl Reply {
+    /// The concatenated `delta.content` of a stream that completed: status 200, ending with
+    /// `[DONE]`.
+    pub fn streamed_content(&self) -> String {
+        assert_eq!(self.status, 200, "{}", self.text());
+        let data = self.sse_data();
+        let (done, chunks) = data.split_last().expect("events");
+        assert_eq!(done, "[DONE]", "{data:?}");
+        chunks
+            .iter()
+            .map(|d| serde_json::from_str::<serde_json::Value>(d).expect("chunk JSON"))
+            .filter_map(|c| {
+                c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+}
+
+/// The text fake-ollama's `synth` model writes for `tokens` tokens: `w0 w1 … `.
+pub fn synth_text(tokens: usize) -> String {
+    (0..tokens).map(|i| format!("w{i} ")).collect()
+}
+
 /// Sends one request over a fresh HTTP/1.1 connection and reads the whole response.
 pub async fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> Reply {
     request_with(addr, method, path, &[], body).await
