@@ -214,3 +214,31 @@ async fn python_raises_authentication_and_rate_limit_errors_and_recovers_after_r
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_lists_and_retrieves_models_and_chats_through_an_alias() {
+    let h = Harness::start_with(|c| {
+        c.aliases
+            .insert("gpt-4o-mini".to_owned(), "synth?tokens=2".to_owned());
+    })
+    .await;
+    h.fake.install("x:latest");
+    let out = openai_python(&h, "models", "x:latest").await;
+    let ids = out["ids"].as_array().expect("ids");
+    for id in ["x:latest", "gpt-4o-mini", "plain_stop"] {
+        assert!(ids.contains(&json!(id)), "{id} not listed: {out}");
+    }
+    assert_eq!(
+        out["retrieved"],
+        json!({"id": "x:latest", "object": "model", "created": 1_748_772_000, "owned_by": "library"})
+    );
+    assert_eq!(
+        out["missing"],
+        json!({"status": 404, "type": "not_found_error", "code": "model_not_found"})
+    );
+    assert_eq!(out["alias_model"], "gpt-4o-mini");
+    assert_eq!(out["alias_content"], "w0 w1 ");
+    let upstream = h.fake.requests().last().cloned().expect("chat request");
+    assert_eq!(upstream.body["model"], "synth?tokens=2");
+    h.stop().await;
+}

@@ -40,6 +40,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[limits]`: rate limits and concurrency caps.
     pub limits: LimitsConfig,
+    /// `[aliases]`: model names clients may use for Ollama models
+    /// (`"gpt-4o-mini" = "llama3.2:3b"`). Responses report the name the client asked for.
+    pub aliases: std::collections::BTreeMap<String, String>,
 }
 
 /// `[metrics]` section.
@@ -294,6 +297,15 @@ impl Config {
                 "must start with / and not be under /v1/".to_owned(),
             ));
         }
+        for (alias, target) in &self.aliases {
+            let at = format!("aliases.{alias:?}");
+            if alias.is_empty() || target.is_empty() {
+                return Err(invalid(&at, "names must not be empty".to_owned()));
+            }
+            if self.aliases.contains_key(target) {
+                return Err(invalid(&at, format!("{target:?} is an alias itself")));
+            }
+        }
         let default_limits = self.limits.validate()?;
         let keys = self.auth.validate(&default_limits)?;
         Ok(Validated {
@@ -303,6 +315,15 @@ impl Config {
             keys,
             default_limits,
         })
+    }
+}
+
+impl Config {
+    /// The Ollama model for a requested name: its alias target, or the name itself.
+    pub fn upstream_model<'a>(&'a self, requested: &'a str) -> &'a str {
+        self.aliases
+            .get(requested)
+            .map_or(requested, String::as_str)
     }
 }
 
@@ -385,6 +406,23 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(msg.contains("upstream.idle_timeout_ms"), "{msg}");
+    }
+
+    #[test]
+    fn aliases_resolve_once_and_may_not_chain() {
+        let c = Config::from_toml("[aliases]\n\"gpt-4o-mini\" = \"llama3.2:3b\"\n").unwrap();
+        assert_eq!(c.upstream_model("gpt-4o-mini"), "llama3.2:3b");
+        assert_eq!(c.upstream_model("qwen3:8b"), "qwen3:8b");
+        let chained = Config::from_toml("[aliases]\na = \"b\"\nb = \"llama3.2\"\n").unwrap();
+        let msg = chained
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("aliases.\"a\"") && msg.contains("alias itself"),
+            "{msg}"
+        );
     }
 
     #[test]

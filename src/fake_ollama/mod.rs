@@ -1,7 +1,8 @@
 //! A deterministic Ollama stand-in, for tests, benchmarks and demos.
 //!
-//! It serves `POST /api/chat`, `GET /api/tags` and `GET /api/version`. The `model` of a chat
-//! request picks the answer:
+//! It serves `POST /api/chat`, `GET /api/tags`, `POST /api/show` and `GET /api/version`.
+//! Its models are its transcripts, `synth`, and any name [`FakeOllama::install`]ed. The
+//! `model` of a chat request picks the answer:
 //! - the name of a loaded transcript (file stem, e.g. `plain_stop`): that transcript is
 //!   replayed, one write per line (`name?chunk_bytes=N&gap_ms=M` splits and paces it);
 //! - `synth` or `synth?key=value&…`: a synthetic stream, see [`Synth`] for the keys
@@ -10,6 +11,7 @@
 //!
 //! Every request is recorded ([`RequestRecord`]): its body, and when its connection closed.
 
+pub mod catalog;
 pub mod script;
 
 use std::collections::HashMap;
@@ -61,6 +63,7 @@ struct Shared {
     transcripts: HashMap<String, Bytes>,
     synth: Synth,
     requests: Mutex<Vec<Arc<RequestRecord>>>,
+    installed: Mutex<Vec<String>>,
 }
 
 /// A running fake-ollama.
@@ -81,6 +84,7 @@ impl FakeOllama {
             transcripts,
             synth,
             requests: Mutex::new(Vec::new()),
+            installed: Mutex::new(Vec::new()),
         });
         tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Self { addr, shared }
@@ -103,6 +107,12 @@ impl FakeOllama {
     /// `http://addr`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Adds a model by name to `/api/tags` and `/api/show` (its `modified_at` is
+    /// [`catalog::INSTALLED_AT`]).
+    pub fn install(&self, name: &str) {
+        lock(&self.shared.installed).push(name.to_owned());
     }
 
     /// Every chat request received so far, oldest first.
@@ -187,13 +197,13 @@ async fn answer(
             &serde_json::json!({"version": "0.0.0-fake"}),
         ),
         ("GET", "/api/tags") => {
-            let mut names: Vec<&String> = shared.transcripts.keys().collect();
-            names.sort();
-            let models: Vec<_> = names
-                .into_iter()
-                .map(|n| serde_json::json!({"name": n, "model": n, "modified_at": "2026-01-01T00:00:00Z", "size": 1}))
-                .collect();
-            json_response(StatusCode::OK, &serde_json::json!({ "models": models }))
+            let (status, body) = catalog::tags(shared);
+            json_response(status, &body)
+        }
+        ("POST", "/api/show") => {
+            let bytes = req.into_body().collect().await.map(|c| c.to_bytes());
+            let (status, body) = catalog::show(shared, &bytes.unwrap_or_default());
+            json_response(status, &body)
         }
         ("POST", "/api/chat") => chat(shared, req, closed).await,
         _ => json_response(

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -70,10 +70,34 @@ impl OllamaClient {
     /// `GET {base}{path}` and its whole body (at most 64 KiB), within `timeout`.
     ///
     /// # Errors
-    /// As [`OllamaClient::post_json`]; [`Error::UpstreamTimeout`] past `timeout`.
+    /// As [`OllamaClient::fetch`].
     pub async fn get(&self, path: &str, timeout: Duration) -> Result<Bytes, Error> {
-        let request = Request::get(format!("{}{path}", self.base))
-            .body(Full::new(Bytes::new()))
+        self.fetch(Method::GET, path, None, timeout, MAX_ERROR_BODY)
+            .await
+    }
+
+    /// `{method} {base}{path}`, with `json` as the body when given, and the whole answer (at
+    /// most `limit` bytes), all within `timeout`.
+    ///
+    /// # Errors
+    /// As [`OllamaClient::post_json`]; [`Error::UpstreamTimeout`] past `timeout`;
+    /// [`Error::UpstreamUnreachable`] when the answer is over `limit` or breaks off.
+    pub async fn fetch(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Vec<u8>>,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Bytes, Error> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if json.is_some() {
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(json.map(Bytes::from).unwrap_or_default()))
             .map_err(|e| Error::UpstreamUnreachable(e.to_string()))?;
         let exchange = async {
             let response = self
@@ -84,9 +108,7 @@ impl OllamaClient {
             if !response.status().is_success() {
                 return Err(status_error(response).await);
             }
-            let body = Limited::new(response.into_body(), MAX_ERROR_BODY)
-                .collect()
-                .await;
+            let body = Limited::new(response.into_body(), limit).collect().await;
             body.map(|c| c.to_bytes())
                 .map_err(|e| Error::UpstreamUnreachable(e.to_string()))
         };

@@ -205,3 +205,56 @@ pub enum Think {
     /// `low`, `medium` or `high`.
     Level(&'static str),
 }
+
+/// `GET /api/tags`: the models Ollama has. Only what the bridge reads.
+///
+/// Source: Ollama `docs/api.md`, "List Local Models".
+#[derive(Debug, Deserialize)]
+pub struct TagsResponse {
+    /// Every local model.
+    #[serde(default)]
+    pub models: Vec<TagModel>,
+}
+
+/// One entry of [`TagsResponse`].
+#[derive(Debug, Deserialize)]
+pub struct TagModel {
+    /// `name:tag`, e.g. `llama3.2:3b`.
+    pub name: String,
+    /// The same as `name` in current Ollama; absent in older ones.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// When it was pulled or created, RFC 3339.
+    #[serde(default)]
+    pub modified_at: Option<String>,
+}
+
+/// `POST /api/show`: one model's details. Only what the bridge reads.
+///
+/// Source: Ollama `docs/api.md`, "Show Model Information".
+#[derive(Debug, Deserialize)]
+pub struct ShowResponse {
+    /// When it was pulled or created, RFC 3339.
+    #[serde(default)]
+    pub modified_at: Option<String>,
+}
+
+/// The namespace of an Ollama model name, `[host/][namespace/]model[:tag]`: `library` when
+/// there is none, as Ollama's own `/v1/models` reports it in `owned_by`.
+pub fn namespace(name: &str) -> &str {
+    let parts: Vec<&str> = name.split('/').collect();
+    match parts.len() {
+        0 | 1 => "library",
+        n => parts[n - 2],
+    }
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 time (Ollama's `modified_at`); 0 when it
+/// cannot be read.
+pub fn unix_seconds(rfc3339: Option<&str>) -> i64 {
+    rfc3339
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .map_or(0, time::OffsetDateTime::unix_timestamp)
+}

@@ -81,7 +81,10 @@ async fn start(
     }
     let parsed: ChatCompletionRequest = parse_json(&body)?;
     drop(body);
-    let (upstream_request, settings) = map_chat_request(parsed)?;
+    let (mut upstream_request, settings) = map_chat_request(parsed)?;
+    config
+        .upstream_model(&settings.model)
+        .clone_into(&mut upstream_request.model);
     if let Some(admission) = observer.admission_mut() {
         state
             .limits

@@ -6,13 +6,10 @@ use http::{Response, StatusCode};
 use crate::body::{BoxBody, full};
 use crate::server::AppState;
 
+/// A JSON response with `status`.
 fn json(status: StatusCode, body: &serde_json::Value) -> Response<BoxBody> {
-    let mut response = Response::new(full(body.to_string()));
+    let mut response = super::json_response(body);
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
     response
 }
 

@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod health;
+pub mod models;
 
 use std::net::IpAddr;
 
@@ -16,11 +17,38 @@ use crate::error::Error;
 use crate::limit::{Admission, Identity};
 use crate::server::AppState;
 
+/// Paths under this name one model: `/v1/models/{model}`.
+const MODEL_PREFIX: &str = "/v1/models/";
+
+/// The model id of a `/v1/models/{model}` path, percent-decoded (`/` and `:` may appear raw).
+fn model_id(path: &str) -> Result<String, Error> {
+    let raw = path.strip_prefix(MODEL_PREFIX).unwrap_or_default();
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| Error::invalid("the model id is not UTF-8", "model"))
+}
+
+/// A `200` response with `body` as JSON.
+pub fn json_response<T: serde::Serialize>(body: &T) -> Response<BoxBody> {
+    let json = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = Response::new(crate::body::full(json));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// The routes, each with a bounded name for logs and metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// `/v1/chat/completions`.
     ChatCompletions,
+    /// `/v1/models`.
+    Models,
+    /// `/v1/models/{model}`.
+    Model,
     /// `/healthz`.
     Healthz,
     /// `/readyz`.
@@ -36,6 +64,8 @@ impl Route {
     pub fn of(state: &AppState, path: &str) -> Self {
         match path {
             "/v1/chat/completions" => Self::ChatCompletions,
+            "/v1/models" => Self::Models,
+            _ if path.len() > MODEL_PREFIX.len() && path.starts_with(MODEL_PREFIX) => Self::Model,
             "/healthz" => Self::Healthz,
             "/readyz" => Self::Readyz,
             _ if path == state.config.metrics.path => Self::Metrics,
@@ -48,7 +78,7 @@ impl Route {
     fn needs_key(self, state: &AppState, path: &str) -> bool {
         let auth = &state.config.auth;
         match self {
-            Self::ChatCompletions => true,
+            Self::ChatCompletions | Self::Models | Self::Model => true,
             Self::Healthz | Self::Readyz => auth.protect_probes,
             Self::Metrics => auth.protect_metrics,
             Self::Unknown => path.starts_with("/v1/"),
@@ -57,7 +87,7 @@ impl Route {
 
     /// Whether the route is an API call the rate limits count.
     fn is_limited(self) -> bool {
-        matches!(self, Self::ChatCompletions)
+        matches!(self, Self::ChatCompletions | Self::Models | Self::Model)
     }
 
     /// Whether the route runs a generation, which takes concurrency slots.
@@ -69,6 +99,8 @@ impl Route {
     pub fn name(self) -> &'static str {
         match self {
             Self::ChatCompletions => "/v1/chat/completions",
+            Self::Models => "/v1/models",
+            Self::Model => "/v1/models/{model}",
             Self::Healthz => "/healthz",
             Self::Readyz => "/readyz",
             Self::Metrics => "/metrics",
@@ -131,6 +163,11 @@ async fn dispatch(
     match (route, req.method()) {
         (Route::ChatCompletions, &Method::POST) => {
             chat::chat_completions(state, req, admission).await
+        }
+        (Route::Models, &Method::GET) => models::list(state).await,
+        (Route::Model, &Method::GET) => {
+            let id = model_id(req.uri().path())?;
+            models::retrieve(state, &id).await
         }
         (Route::Healthz, &Method::GET) => Ok(health::healthz()),
         (Route::Readyz, &Method::GET) => Ok(health::readyz(state).await),

@@ -130,9 +130,36 @@ def auth_and_rate_limit(c: openai.OpenAI, model: str) -> dict:
     return out
 
 
+def models(c: openai.OpenAI, model: str) -> dict:
+    """Lists the models, retrieves MODEL, and chats through the alias `gpt-4o-mini`."""
+    listed = c.models.list()
+    one = c.models.retrieve(model)
+    try:
+        c.models.retrieve("nope:latest")
+        missing = None
+    except openai.NotFoundError as e:
+        missing = {"status": e.status_code, "type": e.type, "code": e.code}
+    reply = c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    return {
+        "ids": sorted(m.id for m in listed.data),
+        "retrieved": one.model_dump(exclude_none=True),
+        "missing": missing,
+        "alias_model": reply.model,
+        "alias_content": reply.choices[0].message.content,
+    }
+
+
 SCENARIOS = {
     f.__name__: f
-    for f in (stream_text, stream_helper_tools, non_stream, mid_stream_error, not_found, auth_and_rate_limit)
+    for f in (
+        stream_text,
+        stream_helper_tools,
+        non_stream,
+        mid_stream_error,
+        not_found,
+        auth_and_rate_limit,
+        models,
+    )
 }
 
 if __name__ == "__main__":
