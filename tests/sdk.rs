@@ -242,3 +242,20 @@ async fn python_lists_and_retrieves_models_and_chats_through_an_alias() {
     assert_eq!(upstream.body["model"], "synth?tokens=2");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_embeds_as_floats_and_decodes_base64_to_the_same_floats() {
+    let h = Harness::start().await;
+    let out = openai_python(&h, "embeddings", "synth").await;
+    let want: Vec<Vec<f64>> = ["hello world", "second"]
+        .iter()
+        .map(|t| ollama_bridge::fake_ollama::catalog::vector(t, 8))
+        .collect();
+    assert_eq!(out["float"], json!(want));
+    assert_eq!(out["base64_decoded"], json!(want), "{out}");
+    assert_eq!(out["indexes"], json!([0, 1]));
+    assert_eq!(out["usage"], json!({"prompt_tokens": 3, "total_tokens": 3}));
+    assert_eq!(out["model"], "synth");
+    assert_eq!(h.fake.requests().len(), 2, "one upstream request per call");
+    h.stop().await;
+}

@@ -65,3 +65,46 @@ pub(super) fn show(shared: &Shared, body: &[u8]) -> (StatusCode, Value) {
         ),
     }
 }
+
+/// `POST /api/embed`: a deterministic vector per input (default 8 numbers, `dimensions`
+/// when given), each `k / 1024` with `k` in -1024..=1024, so it is exact as an `f32`;
+/// `prompt_eval_count` counts words. An unknown model is Ollama's 404.
+pub(super) fn embed(shared: &Shared, body: &Value) -> (StatusCode, Value) {
+    let model = body["model"].as_str().unwrap_or_default();
+    if show(shared, json!({ "model": model }).to_string().as_bytes()).0 != StatusCode::OK {
+        return (
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("model '{model}' not found")}),
+        );
+    }
+    let inputs: Vec<&str> = match &body["input"] {
+        Value::String(text) => vec![text.as_str()],
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let dimensions = body["dimensions"].as_u64().unwrap_or(8);
+    let embeddings: Vec<Vec<f64>> = inputs.iter().map(|text| vector(text, dimensions)).collect();
+    let words: usize = inputs
+        .iter()
+        .map(|t| t.split_whitespace().count().max(1))
+        .sum();
+    (
+        StatusCode::OK,
+        json!({"model": model, "embeddings": embeddings, "total_duration": 1_000_000,
+               "load_duration": 1_000, "prompt_eval_count": words}),
+    )
+}
+
+/// The fake embedding of `text`: `dimensions` numbers `k / 1024`, from an FNV-1a hash.
+pub fn vector(text: &str, dimensions: u64) -> Vec<f64> {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..dimensions)
+        .map(|j| {
+            let k = (hash.wrapping_add(j.wrapping_mul(7_919)) % 2_049) as f64 - 1_024.0;
+            k / 1_024.0
+        })
+        .collect()
+}

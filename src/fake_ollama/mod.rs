@@ -1,6 +1,7 @@
 //! A deterministic Ollama stand-in, for tests, benchmarks and demos.
 //!
-//! It serves `POST /api/chat`, `GET /api/tags`, `POST /api/show` and `GET /api/version`.
+//! It serves `POST /api/chat`, `POST /api/embed`, `GET /api/tags`, `POST /api/show` and
+//! `GET /api/version`.
 //! Its models are its transcripts, `synth`, and any name [`FakeOllama::install`]ed. The
 //! `model` of a chat request picks the answer:
 //! - the name of a loaded transcript (file stem, e.g. `plain_stop`): that transcript is
@@ -37,7 +38,7 @@ use tokio::time::Instant;
 use script::Step;
 pub use script::Synth;
 
-/// One chat request fake-ollama received.
+/// One chat or embed request fake-ollama received.
 #[derive(Debug)]
 pub struct RequestRecord {
     /// The model asked for, as sent.
@@ -115,7 +116,7 @@ impl FakeOllama {
         lock(&self.shared.installed).push(name.to_owned());
     }
 
-    /// Every chat request received so far, oldest first.
+    /// Every chat and embed request received so far, oldest first.
     pub fn requests(&self) -> Vec<Arc<RequestRecord>> {
         lock(&self.shared.requests).clone()
     }
@@ -206,6 +207,11 @@ async fn answer(
             json_response(status, &body)
         }
         ("POST", "/api/chat") => chat(shared, req, closed).await,
+        ("POST", "/api/embed") => {
+            let body = record(shared, req, closed).await;
+            let (status, answer) = catalog::embed(shared, &body);
+            json_response(status, &answer)
+        }
         _ => json_response(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"error": "404 page not found"}),
@@ -213,11 +219,12 @@ async fn answer(
     }
 }
 
-async fn chat(
+/// Reads a request's JSON body and records it; returns the body.
+async fn record(
     shared: &Shared,
     req: Request<Incoming>,
     closed: watch::Receiver<Option<Instant>>,
-) -> Response<FakeBody> {
+) -> serde_json::Value {
     let received = Instant::now();
     let bytes = req
         .into_body()
@@ -226,13 +233,22 @@ async fn chat(
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    let model = body["model"].as_str().unwrap_or_default().to_owned();
     lock(&shared.requests).push(Arc::new(RequestRecord {
-        model: model.clone(),
-        body,
+        model: body["model"].as_str().unwrap_or_default().to_owned(),
+        body: body.clone(),
         received,
         closed,
     }));
+    body
+}
+
+async fn chat(
+    shared: &Shared,
+    req: Request<Incoming>,
+    closed: watch::Receiver<Option<Instant>>,
+) -> Response<FakeBody> {
+    let body = record(shared, req, closed).await;
+    let model = body["model"].as_str().unwrap_or_default().to_owned();
     let (name, query) = model.split_once('?').unwrap_or((&model, ""));
     let steps = if let Some(transcript) = shared.transcripts.get(name) {
         let params: HashMap<&str, u64> = query

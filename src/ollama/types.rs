@@ -258,3 +258,34 @@ pub fn unix_seconds(rfc3339: Option<&str>) -> i64 {
         })
         .map_or(0, time::OffsetDateTime::unix_timestamp)
 }
+
+/// `POST /api/embed` body.
+///
+/// Source: Ollama `docs/api.md`, "Generate Embeddings".
+#[derive(Debug, Serialize)]
+pub struct EmbedRequest<'a> {
+    /// Model name.
+    pub model: &'a str,
+    /// The texts, one embedding each.
+    pub input: &'a [String],
+    /// Output length, for models that can shorten their embeddings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<u32>,
+}
+
+/// `POST /api/embed` answer: the vectors stay raw JSON (passed on unchanged as floats).
+#[derive(Debug, Deserialize)]
+pub struct EmbedResponse<'a> {
+    /// The model that answered.
+    #[serde(default, borrow)]
+    pub model: Option<&'a str>,
+    /// One JSON array of numbers per input.
+    #[serde(borrow)]
+    pub embeddings: Vec<&'a RawValue>,
+    /// Tokens of all inputs.
+    #[serde(default)]
+    pub prompt_eval_count: Option<u64>,
+    /// Time to load the model, nanoseconds.
+    #[serde(default)]
+    pub load_duration: Option<u64>,
+}

@@ -17,8 +17,8 @@ use crate::observe::RequestObserver;
 use crate::ollama::client::error_chain;
 use crate::ollama::ndjson::NdjsonFramer;
 use crate::openai::request::{ChatCompletionRequest, parse_json};
-use crate::routes::{Route, read_body};
-use crate::server::{AppState, Arrival};
+use crate::routes::{Route, arrival, read_body};
+use crate::server::AppState;
 use crate::sse_body::{SseBody, StreamTimers};
 use crate::transcode::StreamFailure;
 use crate::transcode::chat_aggregate::ChatAggregate;
@@ -39,10 +39,7 @@ pub async fn chat_completions(
     req: Request<Incoming>,
     admission: Option<Admission>,
 ) -> Result<Response<BoxBody>, Error> {
-    let arrival = req
-        .extensions()
-        .get::<Arrival>()
-        .map_or_else(Instant::now, |a| a.0);
+    let arrival = arrival(&req);
     let metrics = Arc::clone(&state.metrics);
     let mut observer =
         RequestObserver::new(metrics, "chat", Route::ChatCompletions.name(), arrival);

@@ -1,6 +1,7 @@
 //! Request routing and the endpoint handlers, one file per endpoint family.
 
 pub mod chat;
+pub mod embeddings;
 pub mod health;
 pub mod models;
 
@@ -29,6 +30,13 @@ fn model_id(path: &str) -> Result<String, Error> {
         .map_err(|_| Error::invalid("the model id is not UTF-8", "model"))
 }
 
+/// When the request arrived (stamped by the server), or now.
+pub fn arrival<B>(req: &Request<B>) -> tokio::time::Instant {
+    req.extensions()
+        .get::<crate::server::Arrival>()
+        .map_or_else(tokio::time::Instant::now, |a| a.0)
+}
+
 /// A `200` response with `body` as JSON.
 pub fn json_response<T: serde::Serialize>(body: &T) -> Response<BoxBody> {
     let json = serde_json::to_vec(body).unwrap_or_default();
@@ -45,6 +53,8 @@ pub fn json_response<T: serde::Serialize>(body: &T) -> Response<BoxBody> {
 pub enum Route {
     /// `/v1/chat/completions`.
     ChatCompletions,
+    /// `/v1/embeddings`.
+    Embeddings,
     /// `/v1/models`.
     Models,
     /// `/v1/models/{model}`.
@@ -64,6 +74,7 @@ impl Route {
     pub fn of(state: &AppState, path: &str) -> Self {
         match path {
             "/v1/chat/completions" => Self::ChatCompletions,
+            "/v1/embeddings" => Self::Embeddings,
             "/v1/models" => Self::Models,
             _ if path.len() > MODEL_PREFIX.len() && path.starts_with(MODEL_PREFIX) => Self::Model,
             "/healthz" => Self::Healthz,
@@ -78,7 +89,7 @@ impl Route {
     fn needs_key(self, state: &AppState, path: &str) -> bool {
         let auth = &state.config.auth;
         match self {
-            Self::ChatCompletions | Self::Models | Self::Model => true,
+            Self::ChatCompletions | Self::Embeddings | Self::Models | Self::Model => true,
             Self::Healthz | Self::Readyz => auth.protect_probes,
             Self::Metrics => auth.protect_metrics,
             Self::Unknown => path.starts_with("/v1/"),
@@ -87,18 +98,22 @@ impl Route {
 
     /// Whether the route is an API call the rate limits count.
     fn is_limited(self) -> bool {
-        matches!(self, Self::ChatCompletions | Self::Models | Self::Model)
+        matches!(
+            self,
+            Self::ChatCompletions | Self::Embeddings | Self::Models | Self::Model
+        )
     }
 
     /// Whether the route runs a generation, which takes concurrency slots.
     fn generates(self) -> bool {
-        matches!(self, Self::ChatCompletions)
+        matches!(self, Self::ChatCompletions | Self::Embeddings)
     }
 
     /// The route's name: its path, or `unknown`.
     pub fn name(self) -> &'static str {
         match self {
             Self::ChatCompletions => "/v1/chat/completions",
+            Self::Embeddings => "/v1/embeddings",
             Self::Models => "/v1/models",
             Self::Model => "/v1/models/{model}",
             Self::Healthz => "/healthz",
@@ -118,8 +133,9 @@ pub async fn handle(
     req: Request<Incoming>,
     peer: IpAddr,
 ) -> Response<BoxBody> {
-    // The chat handler's observer counts its own request; everything else is counted here.
-    let is_chat = route == Route::ChatCompletions && req.method() == Method::POST;
+    // The generation handlers' observers count their own requests; the rest is counted here.
+    let is_observed =
+        matches!(route, Route::ChatCompletions | Route::Embeddings) && req.method() == Method::POST;
     let (result, rate_headers, observed) = match admit(state, route, &req, peer).await {
         Err(e) => {
             tracing::info!(
@@ -134,7 +150,7 @@ pub async fn handle(
             (
                 dispatch(state, route, req, admission).await,
                 rate_headers,
-                is_chat,
+                is_observed,
             )
         }
     };
@@ -164,6 +180,7 @@ async fn dispatch(
         (Route::ChatCompletions, &Method::POST) => {
             chat::chat_completions(state, req, admission).await
         }
+        (Route::Embeddings, &Method::POST) => embeddings::embeddings(state, req, admission).await,
         (Route::Models, &Method::GET) => models::list(state).await,
         (Route::Model, &Method::GET) => {
             let id = model_id(req.uri().path())?;

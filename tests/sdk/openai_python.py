@@ -149,6 +149,20 @@ def models(c: openai.OpenAI, model: str) -> dict:
     }
 
 
+def embeddings(c: openai.OpenAI, model: str) -> dict:
+    """The same inputs as floats and in the SDK's default format (base64, decoded by it)."""
+    inputs = ["hello world", "second"]
+    floats = c.embeddings.create(model=model, input=inputs, encoding_format="float")
+    decoded = c.embeddings.create(model=model, input=inputs)
+    return {
+        "float": [d.embedding for d in floats.data],
+        "base64_decoded": [d.embedding for d in decoded.data],
+        "indexes": [d.index for d in decoded.data],
+        "usage": floats.usage.model_dump(),
+        "model": floats.model,
+    }
+
+
 SCENARIOS = {
     f.__name__: f
     for f in (
@@ -159,6 +173,7 @@ SCENARIOS = {
         not_found,
         auth_and_rate_limit,
         models,
+        embeddings,
     )
 }
 
