@@ -33,6 +33,11 @@ pub enum Error {
     },
     /// The route exists but not for this method. 405.
     MethodNotAllowed,
+    /// A native `/api/*` path outside `native.allowed_paths`. 403.
+    Forbidden {
+        /// The path asked for.
+        path: String,
+    },
     /// No API key, or not a configured one. 401, with `www-authenticate: Bearer`.
     Unauthorized(AuthFailure),
     /// A rate limit or concurrency cap refused the request. 429, with `retry-after` and
@@ -108,6 +113,7 @@ impl Error {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::UnknownRoute { .. } => "unknown_route",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::Forbidden { .. } => "forbidden",
             Self::Unauthorized(_) => "unauthorized",
             Self::RateLimited(_) => "rate_limited",
             Self::UpstreamUnreachable(_) => "unreachable",
@@ -135,6 +141,7 @@ impl Error {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownRoute { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamUnreachable(_) | Self::UpstreamStream { .. } => StatusCode::BAD_GATEWAY,
@@ -151,6 +158,9 @@ impl Error {
             }
             Self::UnknownRoute { what } => format!("unknown route: {what}"),
             Self::MethodNotAllowed => "method not allowed for this route".to_owned(),
+            Self::Forbidden { path } => {
+                format!("{path} is not among the native paths this server passes to Ollama")
+            }
             Self::Unauthorized(AuthFailure::Missing) => "You didn't provide an API key: send \
                 `Authorization: Bearer <key>` (or an `api-key` header)."
                 .to_owned(),
@@ -167,6 +177,7 @@ impl Error {
     fn code(&self) -> Option<&'static str> {
         match self {
             Self::InvalidRequest { .. } | Self::MethodNotAllowed => None,
+            Self::Forbidden { .. } => Some("native_path_not_allowed"),
             Self::Unauthorized(AuthFailure::Missing) => Some("missing_api_key"),
             Self::Unauthorized(AuthFailure::Invalid) => Some("invalid_api_key"),
             Self::RateLimited(r) if r.limit == LimitKind::Concurrency => {

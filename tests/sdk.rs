@@ -259,3 +259,31 @@ async fn python_embeds_as_floats_and_decodes_base64_to_the_same_floats() {
     assert_eq!(h.fake.requests().len(), 2, "one upstream request per call");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ollama_python_streams_native_chat_and_lists_models_through_the_bridge() {
+    let h = Harness::start().await;
+    let run_with = |host: String| {
+        let mut command = tokio::process::Command::new(python());
+        command
+            .arg(root().join("tests/sdk/ollama_python.py"))
+            .args([host.as_str(), "tool_think"]);
+        run(command)
+    };
+    let bridged = run_with(format!("http://{}", h.bridge)).await;
+    let direct = run_with(h.fake.url()).await;
+    assert_eq!(
+        bridged, direct,
+        "the client sees through the bridge what Ollama sent"
+    );
+    let chunks = bridged["chunks"].as_array().expect("chunks");
+    assert!(chunks.len() > 2, "{bridged}");
+    assert_eq!(chunks.last().expect("last")["done"], true);
+    assert!(
+        chunks.iter().any(|c| c["message"]["tool_calls"].is_array()),
+        "the tool call arrives: {bridged}"
+    );
+    let models = bridged["models"].as_array().expect("models");
+    assert!(models.contains(&json!("tool_think")), "{bridged}");
+    h.stop().await;
+}

@@ -40,9 +40,37 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[limits]`: rate limits and concurrency caps.
     pub limits: LimitsConfig,
+    /// `[native]`: Ollama's own `/api/*`, passed through.
+    pub native: NativeConfig,
     /// `[aliases]`: model names clients may use for Ollama models
     /// (`"gpt-4o-mini" = "llama3.2:3b"`). Responses report the name the client asked for.
     pub aliases: std::collections::BTreeMap<String, String>,
+}
+
+/// `[native]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NativeConfig {
+    /// Path prefixes under `/api/` passed through to Ollama; others get 403. Default
+    /// `["/api/"]` (all); `[]` turns the passthrough off.
+    pub allowed_paths: Vec<String>,
+}
+
+impl Default for NativeConfig {
+    fn default() -> Self {
+        Self {
+            allowed_paths: vec!["/api/".to_owned()],
+        }
+    }
+}
+
+impl NativeConfig {
+    /// Whether `path` may be passed through.
+    pub fn allows(&self, path: &str) -> bool {
+        self.allowed_paths
+            .iter()
+            .any(|prefix| path.starts_with(prefix.as_str()))
+    }
 }
 
 /// `[metrics]` section.
@@ -305,6 +333,17 @@ impl Config {
             if self.aliases.contains_key(target) {
                 return Err(invalid(&at, format!("{target:?} is an alias itself")));
             }
+        }
+        if let Some(path) = self
+            .native
+            .allowed_paths
+            .iter()
+            .find(|p| !p.starts_with("/api/"))
+        {
+            return Err(invalid(
+                "native.allowed_paths",
+                format!("{path:?} does not start with /api/"),
+            ));
         }
         let default_limits = self.limits.validate()?;
         let keys = self.auth.validate(&default_limits)?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -19,10 +20,19 @@ use crate::error::Error;
 /// Largest upstream error body read, in bytes.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// A request body sent to Ollama: a whole JSON body, or a client's body streamed through.
+pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+fn whole(bytes: Bytes) -> UpstreamBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 /// A pooled client for one Ollama server.
 #[derive(Debug, Clone)]
 pub struct OllamaClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpConnector, UpstreamBody>,
     base: String,
     response_timeout: Duration,
 }
@@ -53,7 +63,7 @@ impl OllamaClient {
     pub async fn post_json(&self, path: &str, body: Vec<u8>) -> Result<Response<Incoming>, Error> {
         let request = Request::post(format!("{}{path}", self.base))
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
+            .body(whole(Bytes::from(body)))
             .map_err(|e| Error::UpstreamUnreachable(e.to_string()))?;
         let response = tokio::time::timeout(self.response_timeout, self.http.request(request))
             .await
@@ -97,7 +107,7 @@ impl OllamaClient {
             request = request.header(http::header::CONTENT_TYPE, "application/json");
         }
         let request = request
-            .body(Full::new(json.map(Bytes::from).unwrap_or_default()))
+            .body(whole(json.map(Bytes::from).unwrap_or_default()))
             .map_err(|e| Error::UpstreamUnreachable(e.to_string()))?;
         let exchange = async {
             let response = self
@@ -115,6 +125,31 @@ impl OllamaClient {
         tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| Error::UpstreamTimeout)?
+    }
+}
+
+impl OllamaClient {
+    /// Sends `request` (its path and query relative to the base URL) as it is and returns
+    /// Ollama's response, whatever its status, once its headers arrived.
+    ///
+    /// # Errors
+    /// [`Error::UpstreamUnreachable`] when no connection could be made or it broke before
+    /// the headers; [`Error::UpstreamTimeout`] past `upstream.response_timeout_ms`.
+    pub async fn forward(
+        &self,
+        mut request: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, Error> {
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        *request.uri_mut() = format!("{}{path}", self.base)
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| Error::UpstreamUnreachable(e.to_string()))?;
+        tokio::time::timeout(self.response_timeout, self.http.request(request))
+            .await
+            .map_err(|_| Error::UpstreamTimeout)?
+            .map_err(|e| Error::UpstreamUnreachable(error_chain(&e)))
     }
 }
 

@@ -4,6 +4,7 @@ pub mod chat;
 pub mod embeddings;
 pub mod health;
 pub mod models;
+pub mod native;
 
 use std::net::IpAddr;
 
@@ -59,6 +60,8 @@ pub enum Route {
     Models,
     /// `/v1/models/{model}`.
     Model,
+    /// `/api/*`: Ollama's own API, passed through.
+    Native,
     /// `/healthz`.
     Healthz,
     /// `/readyz`.
@@ -77,6 +80,7 @@ impl Route {
             "/v1/embeddings" => Self::Embeddings,
             "/v1/models" => Self::Models,
             _ if path.len() > MODEL_PREFIX.len() && path.starts_with(MODEL_PREFIX) => Self::Model,
+            _ if path.starts_with("/api/") => Self::Native,
             "/healthz" => Self::Healthz,
             "/readyz" => Self::Readyz,
             _ if path == state.config.metrics.path => Self::Metrics,
@@ -89,7 +93,11 @@ impl Route {
     fn needs_key(self, state: &AppState, path: &str) -> bool {
         let auth = &state.config.auth;
         match self {
-            Self::ChatCompletions | Self::Embeddings | Self::Models | Self::Model => true,
+            Self::ChatCompletions
+            | Self::Embeddings
+            | Self::Models
+            | Self::Model
+            | Self::Native => true,
             Self::Healthz | Self::Readyz => auth.protect_probes,
             Self::Metrics => auth.protect_metrics,
             Self::Unknown => path.starts_with("/v1/"),
@@ -100,13 +108,17 @@ impl Route {
     fn is_limited(self) -> bool {
         matches!(
             self,
-            Self::ChatCompletions | Self::Embeddings | Self::Models | Self::Model
+            Self::ChatCompletions | Self::Embeddings | Self::Models | Self::Model | Self::Native
         )
     }
 
-    /// Whether the route runs a generation, which takes concurrency slots.
-    fn generates(self) -> bool {
-        matches!(self, Self::ChatCompletions | Self::Embeddings)
+    /// Whether the request at `path` runs a generation, which takes concurrency slots.
+    fn generates(self, path: &str) -> bool {
+        match self {
+            Self::ChatCompletions | Self::Embeddings => true,
+            Self::Native => native::operation(path).is_some(),
+            _ => false,
+        }
     }
 
     /// The route's name: its path, or `unknown`.
@@ -116,6 +128,7 @@ impl Route {
             Self::Embeddings => "/v1/embeddings",
             Self::Models => "/v1/models",
             Self::Model => "/v1/models/{model}",
+            Self::Native => "/api/*",
             Self::Healthz => "/healthz",
             Self::Readyz => "/readyz",
             Self::Metrics => "/metrics",
@@ -134,8 +147,11 @@ pub async fn handle(
     peer: IpAddr,
 ) -> Response<BoxBody> {
     // The generation handlers' observers count their own requests; the rest is counted here.
-    let is_observed =
-        matches!(route, Route::ChatCompletions | Route::Embeddings) && req.method() == Method::POST;
+    let is_observed = match route {
+        Route::ChatCompletions | Route::Embeddings => req.method() == Method::POST,
+        Route::Native => native::operation(req.uri().path()).is_some(),
+        _ => false,
+    };
     let (result, rate_headers, observed) = match admit(state, route, &req, peer).await {
         Err(e) => {
             tracing::info!(
@@ -186,6 +202,7 @@ async fn dispatch(
             let id = model_id(req.uri().path())?;
             models::retrieve(state, &id).await
         }
+        (Route::Native, _) => native::forward(state, req, admission).await,
         (Route::Healthz, &Method::GET) => Ok(health::healthz()),
         (Route::Readyz, &Method::GET) => Ok(health::readyz(state).await),
         (Route::Metrics, &Method::GET) => Ok(health::metrics(state)),
@@ -223,10 +240,19 @@ async fn admit(
     if !route.is_limited() {
         return Ok(None);
     }
-    let admission = state.limits.admit(identity, route.generates()).await;
+    let slots = route.generates(req.uri().path());
+    let admission = state.limits.admit(identity, slots).await;
     admission
         .map(Some)
         .map_err(|rejection| state.refuse(rejection))
+}
+
+/// The request's `content-length`, when it has a valid one.
+pub fn declared_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// Reads a whole request body of at most `limit` bytes.
@@ -235,12 +261,7 @@ async fn admit(
 /// [`Error::BodyTooLarge`] past the limit (checked on `content-length` first);
 /// [`Error::InvalidRequest`] when the body cannot be read.
 pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Error> {
-    let declared = req
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    if declared_length(&req).is_some_and(|len| len > limit as u64) {
         return Err(Error::BodyTooLarge { limit });
     }
     match Limited::new(req.into_body(), limit).collect().await {

@@ -15,8 +15,9 @@ use std::time::Duration;
 use crate::ollama::types::{ChatChunk, decode_string, is_string};
 use crate::openai::sse::Usage;
 
-/// The counts and durations of Ollama's last line (`done: true`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The counts and durations of Ollama's last line (`done: true`), under Ollama's names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(default)]
 pub struct FinalStats {
     /// Prompt tokens (`prompt_eval_count`).
     pub prompt_eval_count: Option<u64>,
