@@ -4,6 +4,7 @@
 //! Every key, its default and its unit is documented in the repository's `config.toml`.
 
 mod access;
+mod sections;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,6 +13,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use access::{AuthConfig, KeyConfig, LimitsConfig, QueueMode};
+pub use sections::{
+    LogFormat, LoggingConfig, MetricsConfig, NativeConfig, OpenAiConfig, ReasoningField,
+};
 
 use crate::auth::ApiKey;
 use crate::error::ConfigError;
@@ -45,69 +49,6 @@ pub struct Config {
     /// `[aliases]`: model names clients may use for Ollama models
     /// (`"gpt-4o-mini" = "llama3.2:3b"`). Responses report the name the client asked for.
     pub aliases: std::collections::BTreeMap<String, String>,
-}
-
-/// `[native]` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NativeConfig {
-    /// Path prefixes under `/api/` passed through to Ollama; others get 403. Default
-    /// `["/api/"]` (all); `[]` turns the passthrough off.
-    pub allowed_paths: Vec<String>,
-}
-
-impl Default for NativeConfig {
-    fn default() -> Self {
-        Self {
-            allowed_paths: vec!["/api/".to_owned()],
-        }
-    }
-}
-
-impl NativeConfig {
-    /// Whether `path` may be passed through.
-    pub fn allows(&self, path: &str) -> bool {
-        self.allowed_paths
-            .iter()
-            .any(|prefix| path.starts_with(prefix.as_str()))
-    }
-}
-
-/// `[metrics]` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsConfig {
-    /// Path of the Prometheus text endpoint. Default `/metrics`.
-    pub path: String,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        Self {
-            path: "/metrics".to_owned(),
-        }
-    }
-}
-
-/// `[logging]` section.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LoggingConfig {
-    /// `pretty` (human-readable lines) or `json` (one JSON object per line). Default `pretty`.
-    pub format: LogFormat,
-    /// Log prompts and completions. Default `false`: bodies are never logged.
-    pub log_bodies: bool,
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Pretty,
-    /// One JSON object per line.
-    Json,
 }
 
 /// `[server]` section.
@@ -183,38 +124,6 @@ impl Default for UpstreamConfig {
             keepalive_ms: 10_000,
             max_line_bytes: 16 * 1024 * 1024,
             ready_timeout_ms: 2_000,
-        }
-    }
-}
-
-/// `[openai]` section.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OpenAiConfig {
-    /// Where Ollama's `thinking` goes in deltas and messages. Default `reasoning_content`.
-    pub reasoning_field: ReasoningField,
-}
-
-/// The field name(s) that carry reasoning text to clients.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReasoningField {
-    /// `reasoning_content`, as DeepSeek and most OpenAI-compatible servers write it.
-    #[default]
-    ReasoningContent,
-    /// `reasoning`, as OpenRouter and Ollama's own `/v1` write it.
-    Reasoning,
-    /// Both fields, same text.
-    Both,
-}
-
-impl ReasoningField {
-    /// The JSON keys to write, in order.
-    pub fn keys(self) -> &'static [&'static str] {
-        match self {
-            Self::ReasoningContent => &["reasoning_content"],
-            Self::Reasoning => &["reasoning"],
-            Self::Both => &["reasoning_content", "reasoning"],
         }
     }
 }
