@@ -1,5 +1,6 @@
 //! A client that goes away stops the generation: fake-ollama sees its connection closed
-//! within 100 ms, mid-stream, before the first token, and during a non-streaming call.
+//! within 100 ms, mid-stream, before the first token, during a non-streaming call, and
+//! through the native passthrough.
 
 #![expect(
     clippy::expect_used,
@@ -91,6 +92,34 @@ async fn during_a_non_streaming_call() {
     let stream = common::send_raw_chat(h.bridge, &body(model, false)).await;
     let record = wait_for_request(&h, model).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
+    close_and_check(stream, &record).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn native_passthrough_mid_stream() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start().await;
+    let model = "synth?tokens=2000&rate=50";
+    let body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+        .to_string();
+    let mut stream = TcpStream::connect(h.bridge).await.expect("connect");
+    let head = format!(
+        "POST /api/chat HTTP/1.1\r\nhost: bridge\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while seen.windows(9).filter(|w| w == b"\"message\"").count() < 3 {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("lines arrive")
+            .expect("read");
+        assert!(n > 0, "stream ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let record = wait_for_request(&h, model).await;
     close_and_check(stream, &record).await;
     h.stop().await;
 }
