@@ -137,3 +137,34 @@ async fn a_broken_native_stream_ends_with_an_ollama_error_line() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_sized_non_streaming_native_answer_is_measured_to_its_end() {
+    let h = Harness::start().await;
+    let body = json!({"model": "synth?tokens=4", "stream": false,
+                      "messages": [{"role": "user", "content": "hi"}]})
+    .to_string();
+    let direct = request(h.fake.addr(), "POST", "/api/chat", &body).await;
+    assert!(
+        direct.header("content-length").is_some(),
+        "Ollama sizes this answer"
+    );
+    let reply = request(h.bridge, "POST", "/api/chat", &body).await;
+    assert_eq!(reply.body, direct.body);
+    assert_eq!(reply.json()["message"]["content"], "w0 w1 w2 w3 ");
+    // The observer saw the last line: a completed request with its output tokens.
+    let samples = parse(&request(h.bridge, "GET", "/metrics", "").await.text());
+    let completed = [("gen_ai_operation_name", "chat"), ("error_type", "")];
+    let finished = sum(
+        &samples,
+        "gen_ai_server_request_duration_seconds_count",
+        &completed,
+    );
+    assert_eq!(
+        finished, 1.0,
+        "counted as completed, not as a client that left"
+    );
+    let output = [("gen_ai_token_type", "output")];
+    assert_eq!(sum(&samples, "gen_ai_client_token_usage_sum", &output), 4.0);
+    h.stop().await;
+}

@@ -286,6 +286,10 @@ async fn chat(
             &serde_json::json!({ "error": error }),
         );
     };
+    if body["stream"] == serde_json::Value::Bool(false) {
+        // Ollama's non-streaming answer: one object, with a content-length.
+        return json_response(StatusCode::OK, &script::whole(&steps));
+    }
     stream_response(steps)
 }
 

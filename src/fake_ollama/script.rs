@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// The synthetic stream and its faults. Every field can be set per request by naming the
 /// model `synth?key=value&…` (keys as the field names).
@@ -218,6 +218,34 @@ pub fn replay(transcript: &Bytes, chunk_bytes: usize, gap: Duration) -> Vec<Step
         steps.push(Step::Send(piece));
     }
     steps
+}
+
+/// The lines `steps` send, merged as Ollama answers `"stream": false`: the last line, with
+/// the `content` and `thinking` of every line joined. Pauses and faults are ignored.
+pub fn whole(steps: &[Step]) -> Value {
+    let mut bytes = Vec::new();
+    for step in steps {
+        if let Step::Send(data) = step {
+            bytes.extend_from_slice(data);
+        }
+    }
+    let lines: Vec<Value> = bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice(line).ok())
+        .collect();
+    let joined = |field: &str| -> String {
+        lines
+            .iter()
+            .filter_map(|l| l["message"][field].as_str())
+            .collect()
+    };
+    let (content, thinking) = (joined("content"), joined("thinking"));
+    let mut last = lines.last().cloned().unwrap_or_default();
+    last["message"]["content"] = json!(content);
+    if !thinking.is_empty() {
+        last["message"]["thinking"] = json!(thinking);
+    }
+    last
 }
 
 #[cfg(test)]

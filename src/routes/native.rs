@@ -122,13 +122,16 @@ pub async fn forward(
             observer.upstream_failed("status", parts.status.as_u16());
         }
     }
-    let sized = parts.headers.contains_key(http::header::CONTENT_LENGTH);
+    let remaining = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
     let body = NativeBody {
         upstream: Some(body),
         observer,
         last_line: LastLine::default(),
         first_seen: false,
-        sized,
+        remaining,
     };
     Ok(Response::from_parts(parts, BoxBody::new(body)))
 }
@@ -146,8 +149,10 @@ struct NativeBody {
     observer: Option<RequestObserver>,
     last_line: LastLine,
     first_seen: bool,
-    /// Ollama gave a `content-length`: a failure cannot append an error line.
-    sized: bool,
+    /// Bytes still due of a sized answer (`content-length`). hyper stops polling a sized
+    /// body after its last byte, so that byte is its end; and a failure cannot append an
+    /// error line to it.
+    remaining: Option<u64>,
 }
 
 impl NativeBody {
@@ -173,7 +178,7 @@ impl NativeBody {
         if let Some(observer) = self.observer.as_mut() {
             observer.upstream_failed("disconnected", 200);
         }
-        if self.sized {
+        if self.remaining.is_some() {
             // The client sees a body shorter than announced: the connection closes.
             return None;
         }
@@ -214,6 +219,13 @@ impl Body for NativeBody {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
                         this.on_data(&data);
+                        if let Some(remaining) = this.remaining.as_mut() {
+                            *remaining = remaining.saturating_sub(data.len() as u64);
+                            if *remaining == 0 {
+                                this.upstream = None;
+                                this.on_end();
+                            }
+                        }
                         Poll::Ready(Some(Ok(Frame::data(data))))
                     }
                     // Trailers: Ollama sends none, and they are not passed on.
@@ -229,8 +241,9 @@ impl Body for NativeBody {
         }
     }
 
+    /// Only once the end was read, so that [`NativeBody::on_end`] runs first.
     fn is_end_stream(&self) -> bool {
-        self.upstream.as_ref().is_none_or(Body::is_end_stream)
+        self.upstream.is_none()
     }
 }
 
