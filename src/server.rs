@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::ids;
 use crate::limit::{LimitKind, Limits, Rejection, bounded_semaphore};
 use crate::metrics::Metrics;
+use crate::observe::RequestObserver;
 use crate::ollama::client::OllamaClient;
 use crate::routes;
 
@@ -91,6 +92,25 @@ impl AppState {
                     .rate_limited
                     .with_label_values(&[name, limit.name()]);
             }
+        }
+    }
+
+    /// Takes a slot of `model`'s concurrency cap into the request's admission.
+    ///
+    /// # Errors
+    /// The 429 when the cap is full (after the queue, if configured).
+    pub async fn take_model_slot(
+        &self,
+        observer: &mut RequestObserver,
+        model: &str,
+    ) -> Result<(), Error> {
+        match observer.admission_mut() {
+            Some(admission) => self
+                .limits
+                .model_slot(admission, model)
+                .await
+                .map_err(|rejection| self.refuse(rejection)),
+            None => Ok(()),
         }
     }
 

@@ -50,6 +50,20 @@ async fn close_and_check(stream: TcpStream, record: &RequestRecord) {
     assert!(after < LIMIT, "upstream closed {after:?} after the client");
 }
 
+/// Reads the response until `marker` has appeared `count` times.
+async fn read_until(stream: &mut TcpStream, marker: &[u8], count: usize) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while seen.windows(marker.len()).filter(|w| *w == marker).count() < count {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("output arrives")
+            .expect("read");
+        assert!(n > 0, "stream ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
 fn body(model: &str, stream: bool) -> serde_json::Value {
     serde_json::json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
 }
@@ -59,16 +73,7 @@ async fn mid_stream() {
     let h = Harness::start().await;
     let model = "synth?tokens=2000&rate=50";
     let mut stream = common::send_raw_chat(h.bridge, &body(model, true)).await;
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while seen.windows(5).filter(|w| w == b"data:").count() < 3 {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
-            .await
-            .expect("tokens arrive")
-            .expect("read");
-        assert!(n > 0, "stream ended early");
-        seen.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut stream, b"data:", 3).await;
     let record = wait_for_request(&h, model).await;
     close_and_check(stream, &record).await;
     h.stop().await;
@@ -98,27 +103,11 @@ async fn during_a_non_streaming_call() {
 
 #[tokio::test]
 async fn native_passthrough_mid_stream() {
-    use tokio::io::AsyncWriteExt;
     let h = Harness::start().await;
     let model = "synth?tokens=2000&rate=50";
-    let body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]})
-        .to_string();
-    let mut stream = TcpStream::connect(h.bridge).await.expect("connect");
-    let head = format!(
-        "POST /api/chat HTTP/1.1\r\nhost: bridge\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("write");
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while seen.windows(9).filter(|w| w == b"\"message\"").count() < 3 {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
-            .await
-            .expect("lines arrive")
-            .expect("read");
-        assert!(n > 0, "stream ended early");
-        seen.extend_from_slice(&buf[..n]);
-    }
+    let body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+    let mut stream = common::send_raw(h.bridge, "/api/chat", &body).await;
+    read_until(&mut stream, b"\"message\"", 3).await;
     let record = wait_for_request(&h, model).await;
     close_and_check(stream, &record).await;
     h.stop().await;

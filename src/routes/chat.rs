@@ -82,13 +82,9 @@ async fn start(
     config
         .upstream_model(&settings.model)
         .clone_into(&mut upstream_request.model);
-    if let Some(admission) = observer.admission_mut() {
-        state
-            .limits
-            .model_slot(admission, &upstream_request.model)
-            .await
-            .map_err(|rejection| state.refuse(rejection))?;
-    }
+    state
+        .take_model_slot(observer, &upstream_request.model)
+        .await?;
     let json = serde_json::to_vec(&upstream_request).map_err(|e| Error::InvalidRequest {
         message: format!("cannot encode the upstream request: {e}"),
         param: None,

@@ -65,10 +65,7 @@ async fn embed(
         ));
     }
     let model = config.upstream_model(&request.model);
-    if let Some(admission) = observer.admission_mut() {
-        let slot = state.limits.model_slot(admission, model).await;
-        slot.map_err(|rejection| state.refuse(rejection))?;
-    }
+    state.take_model_slot(observer, model).await?;
     let upstream = EmbedRequest {
         model,
         input: &texts,

@@ -256,11 +256,16 @@ pub fn chat_body(model: &str, stream: bool) -> serde_json::Value {
 /// Sends a chat request over a raw TCP connection and returns the connection unread, so a
 /// test can read part of the response and then close it like a client that goes away.
 pub async fn send_raw_chat(addr: SocketAddr, body: &serde_json::Value) -> TcpStream {
+    send_raw(addr, "/v1/chat/completions", body).await
+}
+
+/// As [`send_raw_chat`], a `POST` to any `path`.
+pub async fn send_raw(addr: SocketAddr, path: &str, body: &serde_json::Value) -> TcpStream {
     use tokio::io::AsyncWriteExt;
     let body = body.to_string();
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: bridge\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nhost: bridge\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     stream
