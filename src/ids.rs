@@ -23,6 +23,11 @@ pub fn chat_completion_id() -> String {
     format!("chatcmpl-{}", token())
 }
 
+/// A text completion id, `cmpl-` and 24 hex digits.
+pub fn completion_id() -> String {
+    format!("cmpl-{}", token())
+}
+
 /// A tool call id, `call_` and 24 hex digits, for upstreams that send none.
 pub fn tool_call_id() -> String {
     format!("call_{}", token())

@@ -10,6 +10,7 @@
 //! - [`limit`]: governor rate limits, token budgets and concurrency caps.
 //! - [`error`]: request-time errors as OpenAI error bodies; start-up errors.
 //! - [`body`]: the one response body type.
+//! - [`lanes`]: the upstream generations of one response (one per choice), read together.
 //! - [`sse_body`]: the pull-based NDJSON -> SSE response body.
 //! - [`ollama`]: pooled upstream client, Ollama wire types, NDJSON framer.
 //! - [`openai`]: OpenAI wire types and the SSE chunk writer.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod fake_ollama;
 pub mod ids;
+pub mod lanes;
 pub mod limit;
 pub mod metrics;
 pub mod observe;

@@ -1,6 +1,6 @@
 //! A client that goes away stops the generation: fake-ollama sees its connection closed
-//! within 100 ms, mid-stream, before the first token, during a non-streaming call, and
-//! through the native passthrough.
+//! within 100 ms, mid-stream, before the first token, during a non-streaming call, through
+//! the native passthrough, and for every one of `n` choices.
 
 #![expect(
     clippy::expect_used,
@@ -12,9 +12,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Harness;
+use common::{Harness, read_until};
 use ollama_bridge::fake_ollama::RequestRecord;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -48,20 +47,6 @@ async fn close_and_check(stream: TcpStream, record: &RequestRecord) {
         .expect("upstream connection closed");
     let after = upstream_closed.saturating_duration_since(closed_at);
     assert!(after < LIMIT, "upstream closed {after:?} after the client");
-}
-
-/// Reads the response until `marker` has appeared `count` times.
-async fn read_until(stream: &mut TcpStream, marker: &[u8], count: usize) {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while seen.windows(marker.len()).filter(|w| *w == marker).count() < count {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
-            .await
-            .expect("output arrives")
-            .expect("read");
-        assert!(n > 0, "stream ended early");
-        seen.extend_from_slice(&buf[..n]);
-    }
 }
 
 fn body(model: &str, stream: bool) -> serde_json::Value {
@@ -110,5 +95,39 @@ async fn native_passthrough_mid_stream() {
     read_until(&mut stream, b"\"message\"", 3).await;
     let record = wait_for_request(&h, model).await;
     close_and_check(stream, &record).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn all_n_choices_when_the_client_leaves() {
+    let h = Harness::start().await;
+    let model = "synth?tokens=2000&rate=50";
+    let mut request = body(model, true);
+    request["n"] = serde_json::json!(3);
+    let mut stream = common::send_raw_chat(h.bridge, &request).await;
+    read_until(&mut stream, b"data:", 9).await;
+    let records: Vec<Arc<RequestRecord>> = h
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.model == model)
+        .collect();
+    assert_eq!(records.len(), 3, "one upstream request per choice");
+    for record in &records {
+        assert!(
+            record.wait_closed(Duration::from_millis(1)).await.is_none(),
+            "upstream already closed"
+        );
+    }
+    let closed_at = Instant::now();
+    drop(stream);
+    for record in &records {
+        let upstream_closed = record
+            .wait_closed(Duration::from_secs(2))
+            .await
+            .expect("every upstream connection closed");
+        let after = upstream_closed.saturating_duration_since(closed_at);
+        assert!(after < LIMIT, "upstream closed {after:?} after the client");
+    }
     h.stop().await;
 }

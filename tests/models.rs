@@ -54,7 +54,7 @@ async fn models_are_listed_with_their_aliases() {
     );
     assert_eq!(
         data.len(),
-        common::chat_transcripts().len() + 2,
+        common::chat_transcripts().len() + common::generate_transcripts().len() + 2,
         "every transcript, the installed model, the alias"
     );
     h.stop().await;

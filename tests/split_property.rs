@@ -9,14 +9,17 @@ mod common;
 
 use bytes::{Bytes, BytesMut};
 use ollama_bridge::config::ReasoningField;
+use ollama_bridge::openai::sse::{ChunkFrames, ChunkObject};
+use ollama_bridge::transcode::LineTranscoder;
 use ollama_bridge::transcode::chat_stream::ChatStream;
-use ollama_bridge::transcode::framed::{FramedChat, Progress};
+use ollama_bridge::transcode::framed::{Framed, Progress};
 use proptest::prelude::*;
 
 /// Feeds `transcript` cut at `cuts` (sorted offsets) and returns the output and final progress.
 fn transcode(transcript: &[u8], cuts: &[usize]) -> (Bytes, Progress) {
-    let chat = ChatStream::new("chatcmpl-p", 1, "m", true, false, ReasoningField::Both);
-    let mut framed = FramedChat::new(chat, 1 << 20);
+    let frames = ChunkFrames::new(ChunkObject::ChatCompletionChunk, "chatcmpl-p", 1, "m", true);
+    let chat = ChatStream::new(frames, false, ReasoningField::Both);
+    let mut framed = Framed::new(chat, 1 << 20);
     let mut out = BytesMut::new();
     let mut start = 0;
     let mut last = Progress::Open { delta: false };
@@ -28,6 +31,9 @@ fn transcode(transcript: &[u8], cuts: &[usize]) -> (Bytes, Progress) {
     }
     if !framed.is_ended() {
         last = framed.on_eof(&mut out);
+    }
+    if let Progress::Done(stats) = last {
+        framed.transcoder().end_stream(stats.usage(), &mut out);
     }
     (out.freeze(), last)
 }

@@ -220,6 +220,7 @@ impl Config {
             ("server.max_connections", self.server.max_connections as u64),
             ("upstream.idle_timeout_ms", self.upstream.idle_timeout_ms),
             ("upstream.keepalive_ms", self.upstream.keepalive_ms),
+            ("openai.max_choices", u64::from(self.openai.max_choices)),
             (
                 "upstream.max_line_bytes",
                 self.upstream.max_line_bytes as u64,

@@ -66,11 +66,27 @@ pub enum LogFormat {
 }
 
 /// `[openai]` section.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpenAiConfig {
     /// Where Ollama's `thinking` goes in deltas and messages. Default `reasoning_content`.
     pub reasoning_field: ReasoningField,
+    /// Most choices one request may ask for (`n`, times the prompts of a completions
+    /// request); each is its own Ollama generation. Default 16.
+    pub max_choices: u32,
+    /// `max_tokens` of a `/v1/completions` request that sets none. Default 16, as OpenAI's;
+    /// 0 leaves the limit to the model.
+    pub completions_default_max_tokens: u32,
+}
+
+impl Default for OpenAiConfig {
+    fn default() -> Self {
+        Self {
+            reasoning_field: ReasoningField::default(),
+            max_choices: 16,
+            completions_default_max_tokens: 16,
+        }
+    }
 }
 
 /// The field name(s) that carry reasoning text to clients.

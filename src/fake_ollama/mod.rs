@@ -1,12 +1,13 @@
 //! A deterministic Ollama stand-in, for tests, benchmarks and demos.
 //!
-//! It serves `POST /api/chat`, `POST /api/embed`, `GET /api/tags`, `POST /api/show` and
-//! `GET /api/version`.
+//! It serves `POST /api/chat`, `POST /api/generate`, `POST /api/embed`, `GET /api/tags`,
+//! `POST /api/show` and `GET /api/version`.
 //! Its models are its transcripts, `synth`, and any name [`FakeOllama::install`]ed. The
-//! `model` of a chat request picks the answer:
+//! `model` of a chat or generate request picks the answer:
 //! - the name of a loaded transcript (file stem, e.g. `plain_stop`): that transcript is
 //!   replayed, one write per line (`name?chunk_bytes=N&gap_ms=M` splits and paces it);
-//! - `synth` or `synth?key=value&…`: a synthetic stream, see [`Synth`] for the keys
+//! - `synth` or `synth?key=value&…`: a synthetic stream, see [`Synth`] for the keys; the
+//!   request's `options.seed` and `logprobs` shape it too, see [`script::Ask`]
 //!   (token count and rate, thinking, a tool call, delay, faults, an error status);
 //! - anything else: `404 {"error":"model '…' not found"}`, as Ollama answers.
 //!
@@ -38,7 +39,7 @@ use tokio::time::Instant;
 use script::Step;
 pub use script::Synth;
 
-/// One chat or embed request fake-ollama received.
+/// One chat, generate or embed request fake-ollama received.
 #[derive(Debug)]
 pub struct RequestRecord {
     /// The model asked for, as sent.
@@ -116,12 +117,12 @@ impl FakeOllama {
         lock(&self.shared.installed).push(name.to_owned());
     }
 
-    /// Every chat and embed request received so far, oldest first.
+    /// Every chat, generate and embed request received so far, oldest first.
     pub fn requests(&self) -> Vec<Arc<RequestRecord>> {
         lock(&self.shared.requests).clone()
     }
 
-    /// The latest chat request whose model starts with `prefix`.
+    /// The latest chat, generate or embed request whose model starts with `prefix`.
     pub fn last_request(&self, prefix: &str) -> Option<Arc<RequestRecord>> {
         lock(&self.shared.requests)
             .iter()
@@ -206,7 +207,8 @@ async fn answer(
             let (status, body) = catalog::show(shared, &bytes.unwrap_or_default());
             json_response(status, &body)
         }
-        ("POST", "/api/chat") => chat(shared, req, closed).await,
+        ("POST", "/api/chat") => generation(shared, req, closed, false).await,
+        ("POST", "/api/generate") => generation(shared, req, closed, true).await,
         ("POST", "/api/embed") => {
             let body = record(shared, req, closed).await;
             let (status, answer) = catalog::embed(shared, &body);
@@ -242,10 +244,12 @@ async fn record(
     body
 }
 
-async fn chat(
+/// `/api/chat`, or `/api/generate` when `generate`.
+async fn generation(
     shared: &Shared,
     req: Request<Incoming>,
     closed: watch::Receiver<Option<Instant>>,
+    generate: bool,
 ) -> Response<FakeBody> {
     let body = record(shared, req, closed).await;
     let model = body["model"].as_str().unwrap_or_default().to_owned();
@@ -273,7 +277,7 @@ async fn chat(
                         &serde_json::json!({"error": "synthetic status"}),
                     );
                 }
-                synth.steps(name)
+                synth.steps(name, script::Ask::of(&body, generate))
             }
             Err(e) => {
                 return json_response(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e }));

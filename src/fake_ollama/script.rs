@@ -34,6 +34,9 @@ pub struct Synth {
     pub malformed_after: Option<u32>,
     /// Answer with this HTTP status and `{"error":…}` instead of a stream.
     pub status: Option<u16>,
+    /// Inject the faults above only into the request with this `options.seed` (one choice
+    /// of several).
+    pub fault_seed: Option<i64>,
 }
 
 impl Default for Synth {
@@ -51,7 +54,71 @@ impl Default for Synth {
             stall_after: None,
             malformed_after: None,
             status: None,
+            fault_seed: None,
         }
+    }
+}
+
+/// What the request asked that shapes a synthetic answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ask {
+    /// `/api/generate` (`response` lines) rather than `/api/chat` (`message` lines).
+    pub generate: bool,
+    /// `options.seed`: content tokens become `s{seed}w{i} `, so choices differ.
+    pub seed: Option<i64>,
+    /// `top_logprobs` when `logprobs` is on: each content line carries `logprobs`.
+    pub logprobs: Option<u32>,
+}
+
+impl Ask {
+    /// What `body` (an `/api/chat` or `/api/generate` request) asks.
+    pub fn of(body: &Value, generate: bool) -> Self {
+        Self {
+            generate,
+            seed: body["options"]["seed"].as_i64(),
+            logprobs: (body["logprobs"] == Value::Bool(true))
+                .then(|| body["top_logprobs"].as_u64().unwrap_or(0) as u32),
+        }
+    }
+
+    /// The text of content token `i`.
+    pub fn token(&self, i: u32) -> String {
+        match self.seed {
+            Some(seed) => format!("s{seed}w{i} "),
+            None => token_text(i),
+        }
+    }
+
+    fn line(&self, model: &str, content: &str, thinking: Option<&str>) -> Value {
+        let mut line = if self.generate {
+            json!({"model": model, "created_at": "2026-01-01T00:00:00Z", "response": content,
+                "done": false})
+        } else {
+            chunk(model, json!({"role":"assistant","content":content}))
+        };
+        if let Some(thinking) = thinking {
+            if self.generate {
+                line["thinking"] = json!(thinking);
+            } else {
+                line["message"]["thinking"] = json!(thinking);
+            }
+        }
+        line
+    }
+
+    fn logprobs_of(&self, token: &str, i: u32) -> Option<Value> {
+        let top = self.logprobs?;
+        let logprob = -f64::from(i + 1) / 8.0;
+        let alternatives: Vec<Value> = (0..top)
+            .map(|j| match j {
+                0 => json!({"token": token, "logprob": logprob}),
+                _ => json!({"token": format!("alt{j}"), "logprob": logprob - f64::from(j)}),
+            })
+            .collect();
+        Some(
+            json!([{"token": token, "logprob": logprob, "bytes": token.as_bytes(),
+            "top_logprobs": alternatives}]),
+        )
     }
 }
 
@@ -91,14 +158,15 @@ impl Synth {
                 "stall_after" => self.stall_after = Some(int()? as u32),
                 "malformed_after" => self.malformed_after = Some(int()? as u32),
                 "status" => self.status = Some(int()? as u16),
+                "fault_seed" => self.fault_seed = Some(value.parse().map_err(|_| bad())?),
                 _ => return Err(bad()),
             }
         }
         Ok(self)
     }
 
-    /// The steps of the body for `model`.
-    pub fn steps(&self, model: &str) -> Vec<Step> {
+    /// The steps of the body for `model`, shaped by what the request asked.
+    pub fn steps(&self, model: &str, ask: Ask) -> Vec<Step> {
         let gap = (self.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / self.rate));
         let mut steps = Vec::new();
         if self.pause_ms > 0 {
@@ -113,29 +181,27 @@ impl Synth {
             steps.push(Step::Send(ndjson(&line)));
         };
         for i in 0..self.think_tokens {
-            push(
-                chunk(
-                    model,
-                    json!({"role":"assistant","content":"","thinking":format!("t{i} ")}),
-                ),
-                &mut steps,
-            );
+            push(ask.line(model, "", Some(&format!("t{i} "))), &mut steps);
         }
+        let faulty = self.fault_seed.is_none_or(|seed| ask.seed == Some(seed));
+        let fault_at = |i| if faulty { self.fault_at(i) } else { None };
         for i in 0..self.tokens {
-            if let Some(fault) = self.fault_at(i) {
+            if let Some(fault) = fault_at(i) {
                 steps.push(fault);
                 return steps;
             }
-            push(
-                chunk(model, json!({"role":"assistant","content":token_text(i)})),
-                &mut steps,
-            );
+            let token = ask.token(i);
+            let mut line = ask.line(model, &token, None);
+            if let Some(logprobs) = ask.logprobs_of(&token, i) {
+                line["logprobs"] = logprobs;
+            }
+            push(line, &mut steps);
         }
-        if let Some(fault) = self.fault_at(self.tokens) {
+        if let Some(fault) = fault_at(self.tokens) {
             steps.push(fault);
             return steps;
         }
-        if self.tool_call {
+        if self.tool_call && !ask.generate {
             let call = json!({"id":"call_fake0001","function":{"index":0,"name":"get_weather",
                 "arguments":{"city":"Paris","unit":"celsius"}}});
             push(
@@ -146,7 +212,10 @@ impl Synth {
                 &mut steps,
             );
         }
-        let mut last = chunk(model, json!({"role":"assistant","content":""}));
+        let mut last = ask.line(model, "", None);
+        if ask.generate {
+            last["context"] = json!([1, 2, 3]);
+        }
         last["done"] = json!(true);
         last["done_reason"] = json!(self.done_reason);
         last["prompt_eval_count"] = json!(10);
@@ -221,7 +290,7 @@ pub fn replay(transcript: &Bytes, chunk_bytes: usize, gap: Duration) -> Vec<Step
 }
 
 /// The lines `steps` send, merged as Ollama answers `"stream": false`: the last line, with
-/// the `content` and `thinking` of every line joined. Pauses and faults are ignored.
+/// the `content` (`response` for `/api/generate`) and `thinking` of every line joined. Pauses and faults are ignored.
 pub fn whole(steps: &[Step]) -> Value {
     let mut bytes = Vec::new();
     for step in steps {
@@ -233,15 +302,20 @@ pub fn whole(steps: &[Step]) -> Value {
         .split(|b| *b == b'\n')
         .filter_map(|line| serde_json::from_slice(line).ok())
         .collect();
-    let joined = |field: &str| -> String {
-        lines
-            .iter()
-            .filter_map(|l| l["message"][field].as_str())
-            .collect()
+    let joined = |at: fn(&Value) -> &Value| -> String {
+        lines.iter().filter_map(|l| at(l).as_str()).collect()
     };
-    let (content, thinking) = (joined("content"), joined("thinking"));
     let mut last = lines.last().cloned().unwrap_or_default();
-    last["message"]["content"] = json!(content);
+    if last.get("response").is_some() {
+        last["response"] = json!(joined(|l| &l["response"]));
+        let thinking = joined(|l| &l["thinking"]);
+        if !thinking.is_empty() {
+            last["thinking"] = json!(thinking);
+        }
+        return last;
+    }
+    last["message"]["content"] = json!(joined(|l| &l["message"]["content"]));
+    let thinking = joined(|l| &l["message"]["thinking"]);
     if !thinking.is_empty() {
         last["message"]["thinking"] = json!(thinking);
     }
@@ -257,7 +331,7 @@ mod tests {
         let s = Synth::default().with_query("tokens=3&drop_after=1&rate=10");
         let s = s.unwrap_or_default();
         assert_eq!((s.tokens, s.drop_after, s.rate), (3, Some(1), 10.0));
-        let steps = s.steps("m");
+        let steps = s.steps("m", Ask::default());
         assert_eq!(steps.last(), Some(&Step::Drop));
         assert!(Synth::default().with_query("nope=1").is_err());
     }

@@ -5,7 +5,6 @@
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::error::Error;
@@ -42,51 +41,10 @@ pub enum EncodingFormat {
 /// A 400 naming `input` (or `input[i]`): token arrays, an empty array or string, anything
 /// else that is not a string.
 pub fn input_texts(input: &RawValue) -> Result<Vec<String>, Error> {
-    let value: Value = serde_json::from_str(input.get())
-        .map_err(|e| Error::invalid(format!("invalid input: {e}"), "input"))?;
-    let texts = match value {
-        Value::String(text) => vec![text],
-        Value::Array(items) if items.is_empty() => {
-            return Err(Error::invalid("input must not be an empty array", "input"));
-        }
-        Value::Array(items) => {
-            let mut texts = Vec::with_capacity(items.len());
-            for (i, item) in items.into_iter().enumerate() {
-                match item {
-                    Value::String(text) => texts.push(text),
-                    Value::Number(_) | Value::Array(_) => return Err(token_arrays()),
-                    _ => {
-                        return Err(Error::invalid(
-                            "each input must be a string",
-                            format!("input[{i}]"),
-                        ));
-                    }
-                }
-            }
-            texts
-        }
-        _ => {
-            return Err(Error::invalid(
-                "input must be a string or an array of strings",
-                "input",
-            ));
-        }
-    };
-    if let Some(i) = texts.iter().position(String::is_empty) {
-        let param = if texts.len() == 1 {
-            "input".to_owned()
-        } else {
-            format!("input[{i}]")
-        };
-        return Err(Error::invalid("input must not be an empty string", param));
-    }
-    Ok(texts)
-}
-
-fn token_arrays() -> Error {
-    Error::invalid(
-        "token arrays are not supported: Ollama embeds text, send the input as strings",
+    super::string_or_strings(
+        input,
         "input",
+        "Ollama embeds text, send the input as strings",
     )
 }
 

@@ -1,5 +1,5 @@
-//! SSE frames of OpenAI's `chat.completion.chunk` stream, written straight into an output
-//! buffer.
+//! SSE frames of OpenAI's `chat.completion.chunk` and `text_completion` streams, written
+//! straight into an output buffer.
 //!
 //! Source: OpenAI API reference, "Chat > The chat completion chunk object" and "Streaming";
 //! every event is `data: <json>\n\n`, the last one `data: [DONE]\n\n`.
@@ -47,23 +47,51 @@ impl Usage {
     }
 }
 
-/// Writes the chunks of one stream.
+/// The `object` of a streamed chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkObject {
+    /// `chat.completion.chunk`: choices carry a `delta`.
+    ChatCompletionChunk,
+    /// `text_completion`: choices carry a `text` (legacy completions).
+    TextCompletion,
+}
+
+impl ChunkObject {
+    fn name(self) -> &'static str {
+        match self {
+            Self::ChatCompletionChunk => "chat.completion.chunk",
+            Self::TextCompletion => "text_completion",
+        }
+    }
+}
+
+/// Writes the chunks of one choice of a stream.
 #[derive(Debug, Clone)]
 pub struct ChunkFrames {
     /// `data: {"id":…,…,"choices":[`
     head: Vec<u8>,
+    /// `head` then `{"index":N,`: the start of every chunk of this choice.
+    choice_head: Vec<u8>,
     /// `]}\n\n`, or `],"usage":null}\n\n` with `include_usage`.
     tail: &'static [u8],
     include_usage: bool,
 }
 
 impl ChunkFrames {
-    /// Renders the fixed part of every chunk. `created` is in Unix seconds.
-    pub fn new(id: &str, created: u64, model: &str, include_usage: bool) -> Self {
+    /// Renders the fixed part of every chunk of choice 0. `created` is in Unix seconds.
+    pub fn new(
+        object: ChunkObject,
+        id: &str,
+        created: u64,
+        model: &str,
+        include_usage: bool,
+    ) -> Self {
         let mut head = Vec::with_capacity(160 + model.len());
         head.extend_from_slice(b"data: {\"id\":");
         push_json_str(&mut head, id);
-        head.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+        head.extend_from_slice(b",\"object\":\"");
+        head.extend_from_slice(object.name().as_bytes());
+        head.extend_from_slice(b"\",\"created\":");
         head.extend_from_slice(created.to_string().as_bytes());
         head.extend_from_slice(b",\"model\":");
         push_json_str(&mut head, model);
@@ -76,10 +104,23 @@ impl ChunkFrames {
             b"]}\n\n"
         };
         Self {
+            choice_head: Vec::new(),
             head,
             tail,
             include_usage,
         }
+        .choice(0)
+    }
+
+    /// The same stream's frames for choice `index`.
+    #[must_use]
+    pub fn choice(mut self, index: u32) -> Self {
+        self.choice_head.clone_from(&self.head);
+        self.choice_head.extend_from_slice(b"{\"index\":");
+        self.choice_head
+            .extend_from_slice(itoa::Buffer::new().format(index).as_bytes());
+        self.choice_head.push(b',');
+        self
     }
 
     /// Whether the stream was asked for `stream_options.include_usage`.
@@ -87,16 +128,17 @@ impl ChunkFrames {
         self.include_usage
     }
 
-    /// Starts a chunk with one choice, up to the opening `{` of its `delta`; the caller
-    /// writes the delta's fields with a [`DeltaWriter`] and ends with [`Self::end_choice`].
+    /// Starts a chat chunk with this choice, up to the opening `{` of its `delta`; the
+    /// caller writes the delta's fields with a [`DeltaWriter`] and ends with
+    /// [`Self::end_choice`].
     pub fn begin_choice<'o>(&self, out: &'o mut BytesMut) -> DeltaWriter<'o> {
-        out.put_slice(&self.head);
-        out.put_slice(b"{\"index\":0,\"delta\":{");
+        out.put_slice(&self.choice_head);
+        out.put_slice(b"\"delta\":{");
         DeltaWriter { out, empty: true }
     }
 
-    /// Closes the delta and the chunk. `logprobs` is Ollama's raw array for this chunk;
-    /// `finish_reason` is one of OpenAI's values or `None` for `null`.
+    /// Closes the delta and the chat chunk. `logprobs` is Ollama's raw array for this
+    /// chunk; `finish_reason` is one of OpenAI's values or `None` for `null`.
     pub fn end_choice(
         &self,
         out: &mut BytesMut,
@@ -112,6 +154,30 @@ impl ChunkFrames {
             }
             None => out.put_slice(b"null"),
         }
+        self.end(out, finish_reason);
+    }
+
+    /// A whole `text_completion` chunk of this choice: `text` is a JSON string literal,
+    /// `logprobs` a rendered completions logprobs object (or `None` for `null`).
+    ///
+    /// Source: OpenAI API reference, "Completions > The completion object".
+    pub fn text(
+        &self,
+        out: &mut BytesMut,
+        text: &str,
+        logprobs: Option<&[u8]>,
+        finish_reason: Option<&str>,
+    ) {
+        out.put_slice(&self.choice_head);
+        out.put_slice(b"\"text\":");
+        out.put_slice(text.as_bytes());
+        out.put_slice(b",\"logprobs\":");
+        out.put_slice(logprobs.unwrap_or(b"null"));
+        self.end(out, finish_reason);
+    }
+
+    /// `,"finish_reason":…}` and the chunk's tail.
+    fn end(&self, out: &mut BytesMut, finish_reason: Option<&str>) {
         out.put_slice(b",\"finish_reason\":");
         match finish_reason {
             Some(reason) => {
@@ -125,14 +191,18 @@ impl ChunkFrames {
         out.put_slice(self.tail);
     }
 
-    /// The `include_usage` chunk: `choices: []` and `usage`.
-    pub fn usage(&self, out: &mut BytesMut, usage: Usage) {
-        out.put_slice(&self.head);
-        let _ = write!(
-            out,
-            "],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
-            usage.prompt_tokens, usage.completion_tokens, usage.total_tokens
-        );
+    /// The end of a successful stream: the `include_usage` chunk (`choices: []` and
+    /// `usage`) when asked, then `[DONE]`.
+    pub fn end_stream(&self, out: &mut BytesMut, usage: Usage) {
+        if self.include_usage {
+            out.put_slice(&self.head);
+            let _ = write!(
+                out,
+                "],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
+                usage.prompt_tokens, usage.completion_tokens, usage.total_tokens
+            );
+        }
+        out.put_slice(DONE);
     }
 }
 

@@ -1,7 +1,9 @@
 //! Request routing and the endpoint handlers, one file per endpoint family.
 
 pub mod chat;
+pub mod completions;
 pub mod embeddings;
+pub mod generation;
 pub mod health;
 pub mod models;
 pub mod native;
@@ -54,6 +56,8 @@ pub fn json_response<T: serde::Serialize>(body: &T) -> Response<BoxBody> {
 pub enum Route {
     /// `/v1/chat/completions`.
     ChatCompletions,
+    /// `/v1/completions`.
+    Completions,
     /// `/v1/embeddings`.
     Embeddings,
     /// `/v1/models`.
@@ -77,6 +81,7 @@ impl Route {
     pub fn of(state: &AppState, path: &str) -> Self {
         match path {
             "/v1/chat/completions" => Self::ChatCompletions,
+            "/v1/completions" => Self::Completions,
             "/v1/embeddings" => Self::Embeddings,
             "/v1/models" => Self::Models,
             _ if path.len() > MODEL_PREFIX.len() && path.starts_with(MODEL_PREFIX) => Self::Model,
@@ -94,6 +99,7 @@ impl Route {
         let auth = &state.config.auth;
         match self {
             Self::ChatCompletions
+            | Self::Completions
             | Self::Embeddings
             | Self::Models
             | Self::Model
@@ -108,14 +114,19 @@ impl Route {
     fn is_limited(self) -> bool {
         matches!(
             self,
-            Self::ChatCompletions | Self::Embeddings | Self::Models | Self::Model | Self::Native
+            Self::ChatCompletions
+                | Self::Completions
+                | Self::Embeddings
+                | Self::Models
+                | Self::Model
+                | Self::Native
         )
     }
 
     /// Whether the request at `path` runs a generation, which takes concurrency slots.
     fn generates(self, path: &str) -> bool {
         match self {
-            Self::ChatCompletions | Self::Embeddings => true,
+            Self::ChatCompletions | Self::Completions | Self::Embeddings => true,
             Self::Native => native::operation(path).is_some(),
             _ => false,
         }
@@ -125,6 +136,7 @@ impl Route {
     pub fn name(self) -> &'static str {
         match self {
             Self::ChatCompletions => "/v1/chat/completions",
+            Self::Completions => "/v1/completions",
             Self::Embeddings => "/v1/embeddings",
             Self::Models => "/v1/models",
             Self::Model => "/v1/models/{model}",
@@ -148,7 +160,9 @@ pub async fn handle(
 ) -> Response<BoxBody> {
     // The generation handlers' observers count their own requests; the rest is counted here.
     let is_observed = match route {
-        Route::ChatCompletions | Route::Embeddings => req.method() == Method::POST,
+        Route::ChatCompletions | Route::Completions | Route::Embeddings => {
+            req.method() == Method::POST
+        }
         Route::Native => native::operation(req.uri().path()).is_some(),
         _ => false,
     };
@@ -195,6 +209,9 @@ async fn dispatch(
     match (route, req.method()) {
         (Route::ChatCompletions, &Method::POST) => {
             chat::chat_completions(state, req, admission).await
+        }
+        (Route::Completions, &Method::POST) => {
+            completions::completions(state, req, admission).await
         }
         (Route::Embeddings, &Method::POST) => embeddings::embeddings(state, req, admission).await,
         (Route::Models, &Method::GET) => models::list(state).await,

@@ -1,27 +1,28 @@
-//! Ollama `/api/chat` NDJSON lines -> one OpenAI `chat.completion`, for `stream: false`
-//! clients (the bridge always streams from Ollama).
+//! Ollama `/api/chat` NDJSON lines -> one choice of an OpenAI `chat.completion`, for
+//! `stream: false` clients (the bridge always streams from Ollama).
 
+use bytes::BytesMut;
 use serde_json::value::RawValue;
 
 use crate::config::ReasoningField;
 use crate::ids;
 use crate::ollama::types::decode_string;
-use crate::openai::response::{
-    AssistantMessage, ChatCompletion, Choice, FunctionCall, Logprobs, ToolCall,
+use crate::openai::response::{AssistantMessage, Choice, FunctionCall, Logprobs, ToolCall};
+use crate::openai::sse::Usage;
+use crate::transcode::{
+    FinalStats, LineTranscoder, Step, StreamFailure, finish_reason, parse_chunk,
 };
-use crate::openai::sse::SYSTEM_FINGERPRINT;
-use crate::transcode::{FinalStats, StreamFailure, finish_reason, parse_chunk};
 
-/// Collects a whole response.
+/// Collects one whole choice.
 #[derive(Debug, Default)]
 pub struct ChatAggregate {
     content: String,
     thinking: String,
     tool_calls: Vec<ToolCall>,
     logprobs: Option<Vec<Box<RawValue>>>,
-    end: Option<(&'static str, FinalStats)>,
+    finish_reason: Option<&'static str>,
     model: Option<String>,
-    saw_output: bool,
+    failed: bool,
 }
 
 impl ChatAggregate {
@@ -33,45 +34,59 @@ impl ChatAggregate {
         }
     }
 
-    /// The model Ollama reported, once a line named it.
-    pub fn upstream_model(&self) -> Option<&str> {
-        self.model.as_deref()
+    /// Choice `index` of the response, or `None` before the `done` line.
+    pub fn into_choice(self, index: u32, reasoning: ReasoningField) -> Option<Choice> {
+        let finish_reason = self.finish_reason?;
+        let thinking = (!self.thinking.is_empty()).then_some(self.thinking);
+        let (reasoning_content, reasoning) = match reasoning {
+            ReasoningField::ReasoningContent => (thinking, None),
+            ReasoningField::Reasoning => (None, thinking),
+            ReasoningField::Both => (thinking.clone(), thinking),
+        };
+        Some(Choice {
+            index,
+            message: AssistantMessage {
+                role: "assistant",
+                content: self.content,
+                reasoning_content,
+                reasoning,
+                tool_calls: self.tool_calls,
+                refusal: None,
+            },
+            logprobs: self.logprobs.map(|content| Logprobs {
+                content,
+                refusal: None,
+            }),
+            finish_reason,
+        })
     }
+}
 
-    /// Whether any content, reasoning or tool call has arrived.
-    pub fn saw_output(&self) -> bool {
-        self.saw_output
-    }
-
-    /// Whether the `done` line has been seen.
-    pub fn is_done(&self) -> bool {
-        self.end.is_some()
-    }
-
-    /// Adds one NDJSON line.
-    ///
-    /// # Errors
-    /// As `transcode::parse_chunk`: a malformed line or an `{"error":…}` line.
-    pub fn on_line(&mut self, line: &[u8]) -> Result<(), StreamFailure> {
-        if self.is_done() {
-            return Ok(());
+impl LineTranscoder for ChatAggregate {
+    /// Collects one line; writes nothing.
+    fn on_line(&mut self, line: &[u8], _out: &mut BytesMut) -> Result<Step, StreamFailure> {
+        if self.is_ended() {
+            return Ok(Step::Quiet);
         }
         let chunk = parse_chunk(line)?;
         if self.model.is_none() {
             self.model = chunk.model.map(str::to_owned);
         }
+        let mut step = Step::Quiet;
         if let Some(message) = &chunk.message {
             for (field, buffer) in [
                 (message.content, &mut self.content),
                 (message.thinking, &mut self.thinking),
             ] {
                 if let Some(text) = field.and_then(decode_string) {
-                    self.saw_output |= !text.is_empty();
+                    if !text.is_empty() {
+                        step = Step::Delta;
+                    }
                     buffer.push_str(&text);
                 }
             }
             for call in message.tool_calls.iter().flatten() {
-                self.saw_output = true;
+                step = Step::Delta;
                 let arguments = match decode_string(call.function.arguments) {
                     Some(text) => text,
                     None => call.function.arguments.get().to_owned(),
@@ -97,55 +112,24 @@ impl ChatAggregate {
         }
         if chunk.done {
             let reason = finish_reason(chunk.done_reason, !self.tool_calls.is_empty());
-            self.end = Some((reason, FinalStats::of(&chunk)));
+            let stats = FinalStats::of(&chunk);
+            self.finish_reason = Some(reason);
+            return Ok(Step::Done(stats));
         }
-        Ok(())
+        Ok(step)
     }
 
-    /// Ollama's final stats, once the `done` line arrived.
-    pub fn stats(&self) -> Option<FinalStats> {
-        self.end.map(|(_, stats)| stats)
+    fn fail(&mut self, _failure: &StreamFailure, _out: &mut BytesMut) {
+        self.failed = true;
     }
 
-    /// The response, or `None` before the `done` line.
-    pub fn finish(
-        self,
-        id: String,
-        created: u64,
-        model: String,
-        reasoning: ReasoningField,
-    ) -> Option<ChatCompletion> {
-        let (finish_reason, stats) = self.end?;
-        let usage = stats.usage();
-        let thinking = (!self.thinking.is_empty()).then_some(self.thinking);
-        let (reasoning_content, reasoning) = match reasoning {
-            ReasoningField::ReasoningContent => (thinking, None),
-            ReasoningField::Reasoning => (None, thinking),
-            ReasoningField::Both => (thinking.clone(), thinking),
-        };
-        Some(ChatCompletion {
-            id,
-            object: "chat.completion",
-            created,
-            model,
-            system_fingerprint: SYSTEM_FINGERPRINT,
-            choices: vec![Choice {
-                index: 0,
-                message: AssistantMessage {
-                    role: "assistant",
-                    content: self.content,
-                    reasoning_content,
-                    reasoning,
-                    tool_calls: self.tool_calls,
-                    refusal: None,
-                },
-                logprobs: self.logprobs.map(|content| Logprobs {
-                    content,
-                    refusal: None,
-                }),
-                finish_reason,
-            }],
-            usage,
-        })
+    fn end_stream(&self, _usage: Usage, _out: &mut BytesMut) {}
+
+    fn is_ended(&self) -> bool {
+        self.failed || self.finish_reason.is_some()
+    }
+
+    fn upstream_model(&self) -> Option<&str> {
+        self.model.as_deref()
     }
 }

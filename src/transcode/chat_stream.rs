@@ -1,9 +1,9 @@
 //! Ollama `/api/chat` NDJSON lines -> OpenAI `chat.completion.chunk` SSE frames.
 //!
-//! A pure state machine: [`ChatStream::on_line`] takes one complete NDJSON line and appends
-//! zero or more SSE frames to the output buffer. It does no I/O and keeps no clock; the
-//! stream adapter in `routes::chat` feeds it. Content, reasoning and tool-call names are
-//! copied as raw JSON string literals from Ollama's line into the frame, never decoded.
+//! A pure state machine for one choice: [`LineTranscoder::on_line`] takes one complete
+//! NDJSON line and appends zero or more SSE frames to the output buffer. It does no I/O and
+//! keeps no clock; `lanes` feeds it. Content, reasoning and tool-call names are copied as
+//! raw JSON string literals from Ollama's line into the frame, never decoded.
 
 use bytes::{BufMut, BytesMut};
 use serde_json::value::RawValue;
@@ -11,21 +11,12 @@ use serde_json::value::RawValue;
 use crate::config::ReasoningField;
 use crate::ids;
 use crate::ollama::types::{ChatChunk, ChunkToolCall, is_empty_string, is_string};
-use crate::openai::sse::{self, ChunkFrames};
-use crate::transcode::{FinalStats, StreamFailure, finish_reason, parse_chunk};
+use crate::openai::sse::{self, ChunkFrames, Usage};
+use crate::transcode::{
+    FinalStats, LineTranscoder, Step, StreamFailure, finish_reason, parse_chunk,
+};
 
-/// What a line did to the stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Nothing visible was written (an empty chunk).
-    Quiet,
-    /// At least one content, reasoning or tool-call delta was written.
-    Delta,
-    /// The last line: the finish chunk, the usage chunk if asked, and `[DONE]` were written.
-    Done(FinalStats),
-}
-
-/// The per-stream state of the chat transcoder.
+/// The state of one choice of a streamed chat completion.
 #[derive(Debug)]
 pub struct ChatStream {
     frames: ChunkFrames,
@@ -39,75 +30,17 @@ pub struct ChatStream {
 }
 
 impl ChatStream {
-    /// A stream for response `id` (`chatcmpl-…`), created at `created` (Unix seconds),
-    /// reporting `model`.
-    pub fn new(
-        id: &str,
-        created: u64,
-        model: &str,
-        include_usage: bool,
-        logprobs: bool,
-        reasoning: ReasoningField,
-    ) -> Self {
+    /// A choice written with `frames` (a `chat.completion.chunk` stream's, for this
+    /// choice's index); `logprobs` passes Ollama's token log probabilities on.
+    pub fn new(frames: ChunkFrames, logprobs: bool, reasoning: ReasoningField) -> Self {
         Self {
-            frames: ChunkFrames::new(id, created, model, include_usage),
+            frames,
             reasoning_keys: reasoning.keys(),
             logprobs,
             role_sent: false,
             tool_calls_sent: 0,
             ended: false,
             model: None,
-        }
-    }
-
-    /// The model Ollama reported, once a line named it.
-    pub fn upstream_model(&self) -> Option<&str> {
-        self.model.as_deref()
-    }
-
-    /// Whether the stream has ended (finished or failed); later input is ignored.
-    pub fn is_ended(&self) -> bool {
-        self.ended
-    }
-
-    /// Transcodes one NDJSON line (without its `\n`), appending frames to `out`.
-    ///
-    /// # Errors
-    /// [`StreamFailure::Malformed`] for a line that is not a chat chunk,
-    /// [`StreamFailure::Upstream`] for an `{"error":…}` line. Nothing is written for them;
-    /// call [`ChatStream::fail`] to write the error event.
-    pub fn on_line(&mut self, line: &[u8], out: &mut BytesMut) -> Result<Step, StreamFailure> {
-        if self.ended {
-            return Ok(Step::Quiet);
-        }
-        let chunk = parse_chunk(line)?;
-        if self.model.is_none() {
-            self.model = chunk.model.map(str::to_owned);
-        }
-        let mut step = Step::Quiet;
-        if let Some(message) = &chunk.message {
-            let content = message.content.filter(|c| !is_empty_string(c));
-            let thinking = message.thinking.filter(|t| !is_empty_string(t));
-            if content.is_some() || thinking.is_some() {
-                self.text_delta(out, thinking, content, self.chunk_logprobs(&chunk));
-                step = Step::Delta;
-            }
-            for call in message.tool_calls.iter().flatten() {
-                self.tool_call(out, call);
-                step = Step::Delta;
-            }
-        }
-        if chunk.done {
-            return Ok(Step::Done(self.finish(out, &chunk)));
-        }
-        Ok(step)
-    }
-
-    /// Writes the error event for `failure` and ends the stream. What was sent stays sent.
-    pub fn fail(&mut self, failure: &StreamFailure, out: &mut BytesMut) {
-        if !self.ended {
-            self.ended = true;
-            sse::error_event(out, &failure.to_string(), failure.code());
         }
     }
 
@@ -182,12 +115,55 @@ impl ChatStream {
         let reason = finish_reason(chunk.done_reason, self.tool_calls_sent > 0);
         self.frames.begin_choice(out);
         self.frames.end_choice(out, None, Some(reason));
-        let stats = FinalStats::of(chunk);
-        if self.frames.include_usage() {
-            self.frames.usage(out, stats.usage());
+        FinalStats::of(chunk)
+    }
+}
+
+impl LineTranscoder for ChatStream {
+    fn on_line(&mut self, line: &[u8], out: &mut BytesMut) -> Result<Step, StreamFailure> {
+        if self.ended {
+            return Ok(Step::Quiet);
         }
-        out.put_slice(sse::DONE);
-        stats
+        let chunk = parse_chunk(line)?;
+        if self.model.is_none() {
+            self.model = chunk.model.map(str::to_owned);
+        }
+        let mut step = Step::Quiet;
+        if let Some(message) = &chunk.message {
+            let content = message.content.filter(|c| !is_empty_string(c));
+            let thinking = message.thinking.filter(|t| !is_empty_string(t));
+            if content.is_some() || thinking.is_some() {
+                self.text_delta(out, thinking, content, self.chunk_logprobs(&chunk));
+                step = Step::Delta;
+            }
+            for call in message.tool_calls.iter().flatten() {
+                self.tool_call(out, call);
+                step = Step::Delta;
+            }
+        }
+        if chunk.done {
+            return Ok(Step::Done(self.finish(out, &chunk)));
+        }
+        Ok(step)
+    }
+
+    fn fail(&mut self, failure: &StreamFailure, out: &mut BytesMut) {
+        if !self.ended {
+            self.ended = true;
+            sse::error_event(out, &failure.to_string(), failure.code());
+        }
+    }
+
+    fn end_stream(&self, usage: Usage, out: &mut BytesMut) {
+        self.frames.end_stream(out, usage);
+    }
+
+    fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    fn upstream_model(&self) -> Option<&str> {
+        self.model.as_deref()
     }
 }
 

@@ -1,23 +1,38 @@
 use super::*;
+use crate::openai::sse::ChunkObject;
 
 const HEAD: &str = r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":7,"model":"m","system_fingerprint":"fp_ollama","choices":["#;
 
-fn stream(include_usage: bool, logprobs: bool) -> ChatStream {
-    ChatStream::new(
+fn frames(include_usage: bool) -> ChunkFrames {
+    ChunkFrames::new(
+        ChunkObject::ChatCompletionChunk,
         "chatcmpl-1",
         7,
         "m",
         include_usage,
+    )
+}
+
+fn stream(include_usage: bool, logprobs: bool) -> ChatStream {
+    ChatStream::new(
+        frames(include_usage),
         logprobs,
         ReasoningField::ReasoningContent,
     )
 }
 
+/// Feeds `lines`; after the `done` line, ends the stream as a one-choice response does.
 fn run(chat: &mut ChatStream, lines: &[&str]) -> (String, Vec<Result<Step, StreamFailure>>) {
     let mut out = BytesMut::new();
     let steps = lines
         .iter()
-        .map(|l| chat.on_line(l.as_bytes(), &mut out))
+        .map(|l| {
+            let step = chat.on_line(l.as_bytes(), &mut out);
+            if let Ok(Step::Done(stats)) = step {
+                chat.end_stream(stats.usage(), &mut out);
+            }
+            step
+        })
         .collect();
     (String::from_utf8_lossy(&out).into_owned(), steps)
 }
@@ -121,7 +136,7 @@ fn tool_calls_are_header_then_arguments_with_indexes_across_the_response() {
 
 #[test]
 fn reasoning_goes_to_the_configured_fields() {
-    let mut chat = ChatStream::new("chatcmpl-1", 7, "m", false, false, ReasoningField::Both);
+    let mut chat = ChatStream::new(frames(false), false, ReasoningField::Both);
     let (out, _) = run(
         &mut chat,
         &[r#"{"message":{"content":"","thinking":"hm"},"done":false}"#],
@@ -194,4 +209,21 @@ fn invalid_utf8_in_a_string_is_a_malformed_line() {
     let step = stream(false, false).on_line(line, &mut out);
     assert!(matches!(step, Err(StreamFailure::Malformed(_))), "{step:?}");
     assert!(out.is_empty());
+}
+
+#[test]
+fn a_later_choice_carries_its_index() {
+    let mut chat = ChatStream::new(frames(false).choice(2), false, ReasoningField::Both);
+    let mut out = BytesMut::new();
+    let step = chat.on_line(
+        br#"{"message":{"content":"x"},"done":true,"done_reason":"stop"}"#,
+        &mut out,
+    );
+    assert!(matches!(step, Ok(Step::Done(_))));
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(text.matches(r#"{"index":2,"delta":"#).count(), 2, "{text}");
+    assert!(
+        !text.contains("[DONE]"),
+        "a choice does not end the stream: {text}"
+    );
 }

@@ -1,13 +1,12 @@
-//! NDJSON framing and chat transcoding together: upstream reads in, SSE bytes out.
+//! NDJSON framing and one choice's transcoding together: upstream reads in, SSE bytes out.
 //!
-//! Pure like the rest of `transcode`; `sse_body` drives it from the upstream body, tests
+//! Pure like the rest of `transcode`; `lanes` drives it from the upstream bodies, tests
 //! and benchmarks drive it from byte slices.
 
 use bytes::{Bytes, BytesMut};
 
 use crate::ollama::ndjson::NdjsonFramer;
-use crate::transcode::chat_stream::{ChatStream, Step};
-use crate::transcode::{FinalStats, StreamFailure};
+use crate::transcode::{FinalStats, LineTranscoder, Step, StreamFailure};
 
 /// What a read did to the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +17,8 @@ pub enum Progress {
         /// A delta was written.
         delta: bool,
     },
-    /// The last chunk was read; the stream is complete.
+    /// The last chunk was read and the choice's finish chunk written; the stream's end
+    /// (usage, `[DONE]`) is [`LineTranscoder::end_stream`], once every choice is done.
     Done(FinalStats),
     /// The stream failed; its error event was written.
     Failed(StreamFailure),
@@ -26,33 +26,38 @@ pub enum Progress {
 
 /// Frames reads into lines and transcodes each complete line at once.
 #[derive(Debug)]
-pub struct FramedChat {
+pub struct Framed<T> {
     framer: NdjsonFramer,
-    chat: ChatStream,
+    transcoder: T,
 }
 
-impl FramedChat {
-    /// Transcodes with `chat`; lines over `max_line` bytes fail the stream.
-    pub fn new(chat: ChatStream, max_line: usize) -> Self {
+impl<T: LineTranscoder> Framed<T> {
+    /// Transcodes with `transcoder`; lines over `max_line` bytes fail the stream.
+    pub fn new(transcoder: T, max_line: usize) -> Self {
         Self {
             framer: NdjsonFramer::new(max_line),
-            chat,
+            transcoder,
         }
     }
 
-    /// The model Ollama reported, once a line named it.
-    pub fn upstream_model(&self) -> Option<&str> {
-        self.chat.upstream_model()
+    /// The transcoder.
+    pub fn transcoder(&self) -> &T {
+        &self.transcoder
+    }
+
+    /// The transcoder, taken out.
+    pub fn into_transcoder(self) -> T {
+        self.transcoder
     }
 
     /// Whether the stream ended (done or failed).
     pub fn is_ended(&self) -> bool {
-        self.chat.is_ended()
+        self.transcoder.is_ended()
     }
 
     /// Takes one upstream read, writing the frames of every line it completes to `out`.
     pub fn on_read(&mut self, data: Bytes, out: &mut BytesMut) -> Progress {
-        if self.chat.is_ended() {
+        if self.transcoder.is_ended() {
             return Progress::Open { delta: false };
         }
         self.framer.push(data);
@@ -63,7 +68,7 @@ impl FramedChat {
                 Ok(None) => return Progress::Open { delta },
                 Err(e) => return self.fail(StreamFailure::LineTooLong(e.limit), out),
             };
-            match self.chat.on_line(&line, out) {
+            match self.transcoder.on_line(&line, out) {
                 Ok(Step::Quiet) => {}
                 Ok(Step::Delta) => delta = true,
                 Ok(Step::Done(stats)) => return Progress::Done(stats),
@@ -75,13 +80,13 @@ impl FramedChat {
     /// Upstream ended: a last line without `\n` still counts; no `done` line is a failure.
     pub fn on_eof(&mut self, out: &mut BytesMut) -> Progress {
         if let Some(line) = self.framer.finish() {
-            match self.chat.on_line(&line, out) {
+            match self.transcoder.on_line(&line, out) {
                 Ok(Step::Done(stats)) => return Progress::Done(stats),
                 Ok(_) => {}
                 Err(failure) => return self.fail(failure, out),
             }
         }
-        if self.chat.is_ended() {
+        if self.transcoder.is_ended() {
             return Progress::Open { delta: false };
         }
         self.fail(
@@ -94,7 +99,7 @@ impl FramedChat {
 
     /// Ends the stream with the error event of `failure`.
     pub fn fail(&mut self, failure: StreamFailure, out: &mut BytesMut) -> Progress {
-        self.chat.fail(&failure, out);
+        self.transcoder.fail(&failure, out);
         Progress::Failed(failure)
     }
 }

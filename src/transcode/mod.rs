@@ -1,19 +1,62 @@
 //! Pure conversions between the two wire formats: no I/O, no clocks.
 //!
 //! - [`request`]: OpenAI chat request -> Ollama `/api/chat` request.
-//! - [`chat_stream`]: Ollama NDJSON lines -> OpenAI SSE chunk frames.
-//! - [`framed`]: NDJSON framing + [`chat_stream`], from upstream reads to SSE bytes.
-//! - [`chat_aggregate`]: Ollama NDJSON lines -> one OpenAI `chat.completion`.
+//! - [`completion_request`]: OpenAI completions request -> Ollama `/api/generate` requests.
+//! - [`chat_stream`]: Ollama `/api/chat` lines -> `chat.completion.chunk` SSE frames.
+//! - [`generate_stream`]: Ollama `/api/generate` lines -> `text_completion` SSE frames.
+//! - [`framed`]: NDJSON framing + a [`LineTranscoder`], from upstream reads to SSE bytes.
+//! - [`chat_aggregate`], [`generate_aggregate`]: the same lines -> one whole response.
 
 pub mod chat_aggregate;
 pub mod chat_stream;
+pub mod completion_request;
 pub mod framed;
+pub mod generate_aggregate;
+pub mod generate_stream;
 pub mod request;
 
 use std::time::Duration;
 
+use bytes::BytesMut;
+
 use crate::ollama::types::{ChatChunk, decode_string, is_string};
 use crate::openai::sse::Usage;
+
+/// What a line did to one choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing visible was written (an empty chunk).
+    Quiet,
+    /// At least one content, reasoning or tool-call delta was written (or collected).
+    Delta,
+    /// The last line: the choice's finish chunk was written.
+    Done(FinalStats),
+}
+
+/// Turns the NDJSON lines of one upstream generation into one choice of the response:
+/// SSE frames (`chat_stream`, `generate_stream`) or a collected whole (`*_aggregate`,
+/// which write nothing).
+pub trait LineTranscoder {
+    /// Transcodes one NDJSON line (without its `\n`), appending frames to `out`.
+    ///
+    /// # Errors
+    /// [`StreamFailure::Malformed`] for a line that is not a chunk of this endpoint,
+    /// [`StreamFailure::Upstream`] for an `{"error":…}` line. Nothing is written for them;
+    /// call [`LineTranscoder::fail`] to write the error event.
+    fn on_line(&mut self, line: &[u8], out: &mut BytesMut) -> Result<Step, StreamFailure>;
+
+    /// Writes the error event for `failure` and ends the choice. What was sent stays sent.
+    fn fail(&mut self, failure: &StreamFailure, out: &mut BytesMut);
+
+    /// After every choice is done: the usage chunk if asked, and `[DONE]`.
+    fn end_stream(&self, usage: Usage, out: &mut BytesMut);
+
+    /// Whether the choice ended (finished or failed); later input is ignored.
+    fn is_ended(&self) -> bool;
+
+    /// The model Ollama reported, once a line named it.
+    fn upstream_model(&self) -> Option<&str>;
+}
 
 /// The counts and durations of Ollama's last line (`done: true`), under Ollama's names.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
@@ -46,6 +89,22 @@ impl FinalStats {
     /// OpenAI's usage object for these counts.
     pub fn usage(&self) -> Usage {
         Usage::new(self.prompt_eval_count, self.eval_count)
+    }
+
+    /// The counts and durations of `self` and `other` together (for `n` > 1).
+    #[must_use]
+    pub fn plus(self, other: Self) -> Self {
+        let add = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
+        };
+        Self {
+            prompt_eval_count: add(self.prompt_eval_count, other.prompt_eval_count),
+            eval_count: add(self.eval_count, other.eval_count),
+            load_duration: add(self.load_duration, other.load_duration),
+            prompt_eval_duration: add(self.prompt_eval_duration, other.prompt_eval_duration),
+            eval_duration: add(self.eval_duration, other.eval_duration),
+        }
     }
 }
 

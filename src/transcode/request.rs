@@ -25,20 +25,34 @@ pub struct ResponseSettings {
     pub include_usage: bool,
     /// `logprobs`: pass Ollama's token log probabilities back.
     pub logprobs: bool,
+    /// Choices to generate (`n`), each its own Ollama request.
+    pub n: u32,
 }
 
 /// Maps a parsed OpenAI request to Ollama's, and the settings of the response.
 ///
 /// # Errors
-/// [`Error::InvalidRequest`] naming the field, for: `n` > 1; an `image_url` that is not a
-/// base64 `data:` URL; assistant `tool_calls` whose `arguments` is not a JSON object; a tool
+/// [`Error::InvalidRequest`] naming the field, for: `n` outside 1 to `max_choices`; a
+/// sampling parameter out of OpenAI's range; an `image_url` that is not a base64 `data:` URL; assistant `tool_calls` whose `arguments` is not a JSON object; a tool
 /// that is not a function or a named `tool_choice` that names no tool; an unknown
 /// `tool_choice`, `response_format.type` or `reasoning_effort`.
 pub fn map_chat_request(
     req: ChatCompletionRequest,
+    max_choices: u32,
 ) -> Result<(ollama::ChatRequest, ResponseSettings), Error> {
-    if req.n.is_some_and(|n| n != 1) {
-        return Err(Error::invalid("only n = 1 is supported", "n"));
+    let n = choices(req.n, 1, max_choices)?;
+    let sampling = Sampling {
+        temperature: req.temperature,
+        top_p: req.top_p,
+        frequency_penalty: req.frequency_penalty,
+        presence_penalty: req.presence_penalty,
+    };
+    sampling.check()?;
+    if req.top_logprobs.is_some_and(|k| k > 20) {
+        return Err(Error::invalid(
+            "top_logprobs must be between 0 and 20",
+            "top_logprobs",
+        ));
     }
     let settings = ResponseSettings {
         model: req.model.clone(),
@@ -49,20 +63,13 @@ pub fn map_chat_request(
             .and_then(|o| o.include_usage)
             .unwrap_or(false),
         logprobs: req.logprobs.unwrap_or(false),
+        n,
     };
-    let options = ollama::Options {
-        temperature: req.temperature,
-        top_p: req.top_p,
-        num_predict: req.max_completion_tokens.or(req.max_tokens),
-        stop: match req.stop {
-            None => Vec::new(),
-            Some(Stop::One(s)) => vec![s],
-            Some(Stop::Many(v)) => v,
-        },
-        seed: req.seed,
-        frequency_penalty: req.frequency_penalty,
-        presence_penalty: req.presence_penalty,
-    };
+    let options = sampling.options(
+        req.max_completion_tokens.or(req.max_tokens),
+        stop_sequences(req.stop)?,
+        req.seed,
+    );
     let ollama_request = ollama::ChatRequest {
         messages: map_messages(&req.messages)?,
         tools: select_tools(req.tools.unwrap_or_default(), req.tool_choice.as_ref())?,
@@ -75,6 +82,102 @@ pub fn map_chat_request(
         options,
     };
     Ok((ollama_request, settings))
+}
+
+/// The number of choices asked for by `n` for each of `prompts` prompts.
+///
+/// # Errors
+/// A 400 naming `n` when it is 0 or the choices would be more than `max_choices`.
+pub fn choices(n: Option<u32>, prompts: usize, max_choices: u32) -> Result<u32, Error> {
+    let n = n.unwrap_or(1);
+    let total = u64::from(n) * prompts as u64;
+    if n == 0 || total > u64::from(max_choices) {
+        let message = if prompts > 1 {
+            format!(
+                "n times the number of prompts must be between 1 and {max_choices}; \
+                 got {n} x {prompts}"
+            )
+        } else {
+            format!("n must be between 1 and {max_choices}; got {n}")
+        };
+        return Err(Error::invalid(message, "n"));
+    }
+    Ok(n)
+}
+
+/// The sampling parameters both endpoints share, with OpenAI's ranges.
+#[derive(Debug, Clone, Copy)]
+pub struct Sampling {
+    /// 0 to 2.
+    pub temperature: Option<f64>,
+    /// 0 to 1.
+    pub top_p: Option<f64>,
+    /// -2 to 2.
+    pub frequency_penalty: Option<f64>,
+    /// -2 to 2.
+    pub presence_penalty: Option<f64>,
+}
+
+impl Sampling {
+    /// # Errors
+    /// A 400 naming the first parameter outside its range.
+    pub fn check(&self) -> Result<(), Error> {
+        let ranges = [
+            ("temperature", self.temperature, 0.0, 2.0),
+            ("top_p", self.top_p, 0.0, 1.0),
+            ("frequency_penalty", self.frequency_penalty, -2.0, 2.0),
+            ("presence_penalty", self.presence_penalty, -2.0, 2.0),
+        ];
+        for (name, value, low, high) in ranges {
+            if value.is_some_and(|v| !(low..=high).contains(&v)) {
+                return Err(Error::invalid(
+                    format!("{name} must be between {low} and {high}"),
+                    name,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ollama's `options` for these and the rest.
+    pub fn options(
+        self,
+        num_predict: Option<u32>,
+        stop: Vec<String>,
+        seed: Option<i64>,
+    ) -> ollama::Options {
+        ollama::Options {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            num_predict,
+            stop,
+            seed,
+            frequency_penalty: self.frequency_penalty,
+            presence_penalty: self.presence_penalty,
+        }
+    }
+}
+
+/// `stop` as a list.
+///
+/// # Errors
+/// A 400 naming `stop` for more than 4 sequences, as OpenAI answers.
+pub fn stop_sequences(stop: Option<Stop>) -> Result<Vec<String>, Error> {
+    let stop = match stop {
+        None => Vec::new(),
+        Some(Stop::One(s)) => vec![s],
+        Some(Stop::Many(v)) => v,
+    };
+    if stop.len() > 4 {
+        return Err(Error::invalid("stop takes at most 4 sequences", "stop"));
+    }
+    Ok(stop)
+}
+
+/// The seed of choice `choice`: the request's seed plus the choice number, so `n` choices
+/// with a seed are reproducible and still differ.
+pub fn choice_seed(seed: Option<i64>, choice: u32) -> Option<i64> {
+    seed.map(|s| s.wrapping_add(i64::from(choice)))
 }
 
 fn map_messages(messages: &[ChatMessage]) -> Result<Vec<ollama::Message>, Error> {

@@ -3,7 +3,7 @@ use crate::openai::request::parse_json;
 
 fn map(body: &str) -> Result<(serde_json::Value, ResponseSettings), Error> {
     let req: ChatCompletionRequest = parse_json(body.as_bytes())?;
-    let (ollama, settings) = map_chat_request(req)?;
+    let (ollama, settings) = map_chat_request(req, 16)?;
     let json = serde_json::to_value(&ollama).map_err(|e| Error::invalid(e.to_string(), ""))?;
     Ok((json, settings))
 }
@@ -155,7 +155,30 @@ fn bad_requests_name_their_field() {
             r#"{"model":"m","messages":[],"reasoning_effort":"max"}"#,
             "reasoning_effort",
         ),
-        (r#"{"model":"m","messages":[],"n":2}"#, "n"),
+        (r#"{"model":"m","messages":[],"n":0}"#, "n"),
+        (r#"{"model":"m","messages":[],"n":17}"#, "n"),
+        (
+            r#"{"model":"m","messages":[],"temperature":2.5}"#,
+            "temperature",
+        ),
+        (r#"{"model":"m","messages":[],"top_p":-0.1}"#, "top_p"),
+        (
+            r#"{"model":"m","messages":[],"presence_penalty":3}"#,
+            "presence_penalty",
+        ),
+        (
+            r#"{"model":"m","messages":[],"frequency_penalty":-2.1}"#,
+            "frequency_penalty",
+        ),
+        (
+            r#"{"model":"m","messages":[],"top_logprobs":21}"#,
+            "top_logprobs",
+        ),
+        (
+            r#"{"model":"m","messages":[],"stop":["a","b","c","d","e"]}"#,
+            "stop",
+        ),
+        (r#"{"model":"m","messages":[],"n":"two"}"#, "n"),
         (
             r#"{"model":"m","messages":[],"tools":[{"type":"retrieval","function":{"name":"a"}}]}"#,
             "tools[0].type",

@@ -42,6 +42,16 @@ pub fn chat_transcripts() -> HashMap<String, Bytes> {
     all
 }
 
+/// The public `/api/generate` transcripts (`response` lines), by name.
+pub fn generate_transcripts() -> HashMap<String, Bytes> {
+    let shared =
+        load_transcripts(&shared_fixtures()).expect("../shared/fixtures/ollama beside the repo");
+    shared
+        .into_iter()
+        .filter(|(_, body)| body.windows(11).any(|w| w == b"\"response\":"))
+        .collect()
+}
+
 /// A running fake-ollama and bridge.
 pub struct Harness {
     pub fake: FakeOllama,
@@ -58,7 +68,9 @@ impl Harness {
 
     /// As [`Harness::start`], with `configure` applied to the bridge's configuration.
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
-        let fake = FakeOllama::start(chat_transcripts())
+        let mut transcripts = chat_transcripts();
+        transcripts.extend(generate_transcripts());
+        let fake = FakeOllama::start(transcripts)
             .await
             .expect("fake-ollama binds");
         let mut config = Config::default();
@@ -171,9 +183,42 @@ impl Reply {
     }
 }
 
+/// The `data:` payloads of an SSE stream that completed (status 200, last `[DONE]`), as
+/// JSON, `[DONE]` left out.
+pub fn sse_chunks(reply: &Reply) -> Vec<serde_json::Value> {
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let data = reply.sse_data();
+    let (done, chunks) = data.split_last().expect("events");
+    assert_eq!(done, "[DONE]", "{data:?}");
+    chunks
+        .iter()
+        .map(|d| serde_json::from_str(d).expect("chunk JSON"))
+        .collect()
+}
+
 /// The text fake-ollama's `synth` model writes for `tokens` tokens: `w0 w1 … `.
 pub fn synth_text(tokens: usize) -> String {
     (0..tokens).map(|i| format!("w{i} ")).collect()
+}
+
+/// The same for a request with `options.seed` = `seed`: `s{seed}w0 s{seed}w1 … `.
+pub fn seeded_synth_text(seed: i64, tokens: usize) -> String {
+    (0..tokens).map(|i| format!("s{seed}w{i} ")).collect()
+}
+
+/// Reads `stream` until `marker` has appeared `count` times (5 s per read).
+pub async fn read_until(stream: &mut TcpStream, marker: &[u8], count: usize) {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while seen.windows(marker.len()).filter(|w| *w == marker).count() < count {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("output arrives")
+            .expect("read");
+        assert!(n > 0, "stream ended early");
+        seen.extend_from_slice(&buf[..n]);
+    }
 }
 
 /// Sends one request over a fresh HTTP/1.1 connection and reads the whole response.
