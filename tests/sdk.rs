@@ -261,6 +261,51 @@ async fn python_embeds_as_floats_and_decodes_base64_to_the_same_floats() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_completions_whole_and_streamed_with_prompts_and_n() {
+    let h = Harness::start().await;
+    let out = openai_python(&h, "completions", "synth?tokens=4").await;
+    assert_eq!(
+        out["whole"],
+        json!({"object": "text_completion", "id_prefix": "cmpl", "text": "Oncew0 w1 w2 w3 ",
+            "finish_reason": "stop",
+            "usage": {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14}})
+    );
+    let (three, four) = (
+        common::seeded_synth_text(3, 4),
+        common::seeded_synth_text(4, 4),
+    );
+    assert_eq!(
+        out["stream"],
+        json!({"texts": [three, four, three, four],
+            "finishes": [["stop"], ["stop"], ["stop"], ["stop"]],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 16, "total_tokens": 36}})
+    );
+    assert_eq!(
+        out["refused"],
+        json!({"status": 400, "param": "prompt", "type": "invalid_request_error"})
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_chat_with_n_choices_streamed_and_whole() {
+    let h = Harness::start().await;
+    let out = openai_python(&h, "chat_choices", "synth?tokens=5&rate=200").await;
+    let want: Vec<String> = (7..10)
+        .map(|seed| common::seeded_synth_text(seed, 5))
+        .collect();
+    assert_eq!(out["stream"], json!(want));
+    assert_eq!(out["finishes"], json!([["stop"], ["stop"], ["stop"]]));
+    let text = common::synth_text(5);
+    assert_eq!(out["whole"], json!([text, text]));
+    assert_eq!(
+        out["whole_usage"],
+        json!({"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20})
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ollama_python_streams_native_chat_and_lists_models_through_the_bridge() {
     let h = Harness::start().await;
     let run_with = |host: String| {

@@ -163,6 +163,72 @@ def embeddings(c: openai.OpenAI, model: str) -> dict:
     }
 
 
+def completions(c: openai.OpenAI, model: str) -> dict:
+    """Legacy completions: one whole, one streamed with two prompts x n=2, one refused."""
+    whole = c.completions.create(model=model, prompt="Once", max_tokens=4, echo=True)
+    texts: dict[int, str] = {}
+    finishes: dict[int, list[str]] = {}
+    usage = None
+    stream = c.completions.create(
+        model=model,
+        prompt=["a", "b"],
+        n=2,
+        seed=3,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage.model_dump(exclude_none=True)
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + choice.text
+            if choice.finish_reason is not None:
+                finishes.setdefault(choice.index, []).append(choice.finish_reason)
+    try:
+        c.completions.create(model=model, prompt=[1, 2, 3])
+        refused = None
+    except openai.BadRequestError as e:
+        refused = {"status": e.status_code, "param": e.param, "type": e.type}
+    return {
+        "whole": {
+            "object": whole.object,
+            "id_prefix": whole.id.split("-")[0],
+            "text": whole.choices[0].text,
+            "finish_reason": whole.choices[0].finish_reason,
+            "usage": whole.usage.model_dump(exclude_none=True),
+        },
+        "stream": {
+            "texts": [texts[i] for i in sorted(texts)],
+            "finishes": [finishes.get(i) for i in sorted(texts)],
+            "usage": usage,
+        },
+        "refused": refused,
+    }
+
+
+def chat_choices(c: openai.OpenAI, model: str) -> dict:
+    """n=3 streamed (the SDK keeps choices apart by index) and n=2 whole."""
+    contents: dict[int, str] = {}
+    finishes: dict[int, list[str]] = {}
+    stream = c.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "hi"}], n=3, seed=7, stream=True
+    )
+    for chunk in stream:
+        for choice in chunk.choices:
+            contents[choice.index] = contents.get(choice.index, "") + (choice.delta.content or "")
+            if choice.finish_reason is not None:
+                finishes.setdefault(choice.index, []).append(choice.finish_reason)
+    whole = c.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "hi"}], n=2
+    )
+    return {
+        "stream": [contents[i] for i in sorted(contents)],
+        "finishes": [finishes.get(i) for i in sorted(contents)],
+        "whole": [ch.message.content for ch in whole.choices],
+        "whole_usage": whole.usage.model_dump(exclude_none=True),
+    }
+
+
 SCENARIOS = {
     f.__name__: f
     for f in (
@@ -174,6 +240,8 @@ SCENARIOS = {
         auth_and_rate_limit,
         models,
         embeddings,
+        completions,
+        chat_choices,
     )
 }
 
