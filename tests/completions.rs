@@ -264,3 +264,22 @@ async fn bad_input_is_a_400_naming_the_field_and_nothing_reaches_ollama() {
     assert_eq!(missing.status, 404, "{}", missing.text());
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_completion_with_two_choices_is_measured_once_with_both_choices_tokens() {
+    use common::scrape::{parse, sum};
+    let h = Harness::start().await;
+    let model = "synth?tokens=3&rate=200";
+    let body = json!({"model": model, "prompt": "a", "n": 2, "stream": true});
+    sse_chunks(&complete(&h, &body).await);
+    let m = parse(&request(h.bridge, "GET", "/metrics", "").await.text());
+    let operation = ("gen_ai_operation_name", "text_completion");
+    let requests = [("endpoint", "/v1/completions"), ("status_class", "2xx")];
+    assert_eq!(sum(&m, "ollama_bridge_requests_total", &requests), 1.0);
+    let output = [operation, ("gen_ai_token_type", "output")];
+    assert_eq!(sum(&m, "gen_ai_client_token_usage_sum", &output), 6.0);
+    let ttft = "gen_ai_server_time_to_first_token_seconds_count";
+    assert_eq!(sum(&m, ttft, &[operation]), 1.0);
+    assert_eq!(sum(&m, "ollama_bridge_active_streams", &[]), 0.0);
+    h.stop().await;
+}

@@ -89,6 +89,63 @@ async fn oversized_bodies_are_413_and_bad_json_400() {
     h.stop().await;
 }
 
+#[tokio::test]
+async fn chat_and_model_bad_input_is_a_400_naming_the_field() {
+    let h = Harness::start().await;
+    let hi = json!([{"role": "user", "content": "hi"}]);
+    let cases = [
+        (json!({"messages": hi}), "model"),
+        (json!({"model": "synth"}), "messages"),
+        (
+            json!({"model": "synth", "messages": [{"content": "x"}]}),
+            "messages[0].role",
+        ),
+        (
+            json!({"model": "synth", "messages": [{"role": "robot", "content": "x"}]}),
+            "messages[0].role",
+        ),
+        (
+            json!({"model": "synth", "messages": [{"role": "user", "content": 5}]}),
+            "messages[0].content",
+        ),
+        (
+            json!({"model": "synth", "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]}),
+            "messages[0].content[0].image_url",
+        ),
+        (json!({"model": "synth", "messages": hi, "n": 0}), "n"),
+        (json!({"model": "synth", "messages": hi, "n": 99}), "n"),
+        (
+            json!({"model": "synth", "messages": hi, "temperature": 3}),
+            "temperature",
+        ),
+        (
+            json!({"model": "synth", "messages": hi, "stop": ["a", "b", "c", "d", "e"]}),
+            "stop",
+        ),
+        (
+            json!({"model": "synth", "messages": hi, "tool_choice": "sometimes"}),
+            "tool_choice",
+        ),
+        (
+            json!({"model": "synth", "messages": hi, "reasoning_effort": "max"}),
+            "reasoning_effort",
+        ),
+        (
+            json!({"model": "synth", "messages": hi, "stream_options": {"include_usage": 1}}),
+            "stream_options.include_usage",
+        ),
+    ];
+    for (body, param) in cases {
+        let reply = chat(h.bridge, &body).await;
+        assert_error(&reply, 400, "invalid_request_error", json!(param));
+    }
+    assert!(h.fake.requests().is_empty(), "nothing reached upstream");
+    let reply = request(h.bridge, "GET", "/v1/models/%FF%FE", "").await;
+    assert_error(&reply, 400, "invalid_request_error", json!("model"));
+    h.stop().await;
+}
+
 /// Streams `model` and returns the content sent before the error event, and that event.
 async fn partial_then_error(h: &Harness, model: &str) -> (String, Value) {
     let reply = chat(h.bridge, &chat_body(model, true)).await;
