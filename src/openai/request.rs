@@ -77,6 +77,13 @@ pub struct StreamOptions {
     pub include_usage: Option<bool>,
 }
 
+impl StreamOptions {
+    /// Whether `options` ask for the usage chunk (default no).
+    pub fn include_usage(options: Option<&Self>) -> bool {
+        options.and_then(|o| o.include_usage).unwrap_or(false)
+    }
+}
+
 /// `stop`: one string or a list.
 #[derive(Debug, Deserialize)]
 #[serde(untagged, expecting = "a string or an array of strings")]

@@ -9,13 +9,12 @@ use tokio::time::Instant;
 use crate::body::BoxBody;
 use crate::error::Error;
 use crate::ids;
-use crate::lanes::Lanes;
 use crate::limit::Admission;
 use crate::observe::RequestObserver;
 use crate::openai::request::{ChatCompletionRequest, parse_json};
 use crate::openai::response::ChatCompletion;
 use crate::openai::sse::{ChunkFrames, ChunkObject, SYSTEM_FINGERPRINT};
-use crate::routes::generation::{self, Choice};
+use crate::routes::generation::{self, Answer, Choice};
 use crate::routes::{Route, arrival, read_body};
 use crate::server::AppState;
 use crate::transcode::chat_aggregate::ChatAggregate;
@@ -37,27 +36,15 @@ pub async fn chat_completions(
 ) -> Result<Response<BoxBody>, Error> {
     let endpoint = Route::ChatCompletions.name();
     let mut observer = generation::observer(state, "chat", endpoint, arrival(&req), admission);
-    let result = respond(state, req, &mut observer).await;
-    match result {
-        Ok(Answer::Stream(lanes)) => Ok(generation::stream(state, lanes, observer)),
-        Ok(Answer::Whole(response)) => Ok(response),
-        Err(e) => {
-            observer.failed(&e);
-            Err(e)
-        }
-    }
-}
-
-enum Answer {
-    Stream(Lanes<ChatStream>),
-    Whole(Response<BoxBody>),
+    let answer = respond(state, req, &mut observer).await;
+    generation::respond_with(state, answer, observer)
 }
 
 async fn respond(
     state: &AppState,
     req: Request<Incoming>,
     observer: &mut RequestObserver,
-) -> Result<Answer, Error> {
+) -> Result<Answer<ChatStream>, Error> {
     let (bodies, settings) = prepare(state, req, observer).await?;
     let id = ids::chat_completion_id();
     let created = ids::unix_seconds();

@@ -10,13 +10,12 @@ use tokio::time::Instant;
 use crate::body::BoxBody;
 use crate::error::Error;
 use crate::ids;
-use crate::lanes::Lanes;
 use crate::limit::Admission;
 use crate::observe::RequestObserver;
 use crate::openai::completions::{CompletionRequest, TextCompletion};
 use crate::openai::request::parse_json;
 use crate::openai::sse::{ChunkFrames, ChunkObject, SYSTEM_FINGERPRINT};
-use crate::routes::generation::{self, Choice};
+use crate::routes::generation::{self, Answer, Choice};
 use crate::routes::{Route, arrival, read_body};
 use crate::server::AppState;
 use crate::transcode::completion_request::{CompletionSettings, map_completion_request};
@@ -38,19 +37,8 @@ pub async fn completions(
     let endpoint = Route::Completions.name();
     let mut observer =
         generation::observer(state, "text_completion", endpoint, arrival(&req), admission);
-    match respond(state, req, &mut observer).await {
-        Ok(Answer::Stream(lanes)) => Ok(generation::stream(state, lanes, observer)),
-        Ok(Answer::Whole(response)) => Ok(response),
-        Err(e) => {
-            observer.failed(&e);
-            Err(e)
-        }
-    }
-}
-
-enum Answer {
-    Stream(Lanes<GenerateStream>),
-    Whole(Response<BoxBody>),
+    let answer = respond(state, req, &mut observer).await;
+    generation::respond_with(state, answer, observer)
 }
 
 /// One choice to generate, before its transcoder: its body, prompt and choice index.
@@ -64,7 +52,7 @@ async fn respond(
     state: &AppState,
     req: Request<Incoming>,
     observer: &mut RequestObserver,
-) -> Result<Answer, Error> {
+) -> Result<Answer<GenerateStream>, Error> {
     let (planned, settings) = prepare(state, req, observer).await?;
     let id = ids::completion_id();
     let created = ids::unix_seconds();

@@ -16,6 +16,34 @@ use crate::server::AppState;
 use crate::sse_body::SseBody;
 use crate::transcode::LineTranscoder;
 
+/// How a generation endpoint answers: a stream of its lanes, or a whole response.
+pub enum Answer<T> {
+    /// Stream these (started) lanes as SSE.
+    Stream(Lanes<T>),
+    /// This response (a non-streaming answer).
+    Whole(Response<BoxBody>),
+}
+
+/// The response for `answer`; an error is recorded by `observer`, which a stream takes
+/// along to measure it to its end.
+///
+/// # Errors
+/// `answer`'s error, unchanged.
+pub fn respond_with<T: LineTranscoder + Send + Unpin + 'static>(
+    state: &AppState,
+    answer: Result<Answer<T>, Error>,
+    mut observer: RequestObserver,
+) -> Result<Response<BoxBody>, Error> {
+    match answer {
+        Ok(Answer::Stream(lanes)) => Ok(stream(state, lanes, observer)),
+        Ok(Answer::Whole(response)) => Ok(response),
+        Err(e) => {
+            observer.failed(&e);
+            Err(e)
+        }
+    }
+}
+
 /// One choice to generate: the Ollama request body and the choice's transcoder.
 pub struct Choice<T> {
     /// The JSON body for Ollama.

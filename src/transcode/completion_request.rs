@@ -6,6 +6,7 @@
 use crate::error::Error;
 use crate::ollama::generate::GenerateRequest;
 use crate::openai::completions::CompletionRequest;
+use crate::openai::request::StreamOptions;
 use crate::openai::string_or_strings;
 use crate::transcode::request::{Sampling, choices, stop_sequences};
 
@@ -72,11 +73,7 @@ pub fn map_completion_request(
     let settings = CompletionSettings {
         model: req.model.clone(),
         stream: req.stream.unwrap_or(false),
-        include_usage: req
-            .stream_options
-            .as_ref()
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false),
+        include_usage: StreamOptions::include_usage(req.stream_options.as_ref()),
         n,
         echo: req.echo.unwrap_or(false),
         logprobs: req.logprobs.is_some(),

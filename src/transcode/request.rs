@@ -10,8 +10,8 @@ use serde_json::value::RawValue;
 use crate::error::Error;
 use crate::ollama::types::{self as ollama, Think};
 use crate::openai::request::{
-    ChatCompletionRequest, ChatMessage, Content, ContentPart, ResponseFormat, Role, Stop, Tool,
-    ToolChoice,
+    ChatCompletionRequest, ChatMessage, Content, ContentPart, ResponseFormat, Role, Stop,
+    StreamOptions, Tool, ToolChoice,
 };
 
 /// What the response side needs to know about the request.
@@ -57,11 +57,7 @@ pub fn map_chat_request(
     let settings = ResponseSettings {
         model: req.model.clone(),
         stream: req.stream.unwrap_or(false),
-        include_usage: req
-            .stream_options
-            .as_ref()
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false),
+        include_usage: StreamOptions::include_usage(req.stream_options.as_ref()),
         logprobs: req.logprobs.unwrap_or(false),
         n,
     };
