@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use smallvec::SmallVec;
 
 /// One line of an `/api/chat` stream, borrowed from the line's bytes.
 ///
@@ -60,9 +61,10 @@ pub struct ChunkMessage<'a> {
     /// Reasoning text, a raw JSON string literal.
     #[serde(borrow, default)]
     pub thinking: Option<&'a RawValue>,
-    /// Complete tool calls; Ollama sends each call whole, in one chunk.
+    /// Complete tool calls; Ollama sends each call whole, in one chunk. Up to two are kept
+    /// inline, so a tool-call chunk needs no heap allocation.
     #[serde(borrow, default)]
-    pub tool_calls: Option<Vec<ChunkToolCall<'a>>>,
+    pub tool_calls: Option<SmallVec<[ChunkToolCall<'a>; 2]>>,
 }
 
 /// One tool call in a chunk.
