@@ -182,7 +182,8 @@ impl<T: LineTranscoder> Lanes<T> {
             .collect()
     }
 
-    /// Reads what the lanes have ready into `out` (up to about `limit` bytes). `Ready`
+    /// Reads what the lanes have ready into `out` (up to about `limit` bytes); `now` (the
+    /// caller's clock read for this poll) stamps the reads for the idle timeout. `Ready`
     /// when something was written or the generations ended; `Pending` when nothing is
     /// ready (every lane and the idle timer will wake the task).
     pub fn poll_read(
@@ -190,6 +191,7 @@ impl<T: LineTranscoder> Lanes<T> {
         cx: &mut Context<'_>,
         out: &mut BytesMut,
         limit: usize,
+        now: Instant,
     ) -> Poll<()> {
         if self.outcome.is_some() {
             return Poll::Ready(());
@@ -202,7 +204,7 @@ impl<T: LineTranscoder> Lanes<T> {
                 self.next = i;
                 return Poll::Ready(());
             }
-            self.read_lane(i, cx, out, limit);
+            self.read_lane(i, cx, out, limit, now);
             if self.outcome.is_some() {
                 return Poll::Ready(());
             }
@@ -218,7 +220,14 @@ impl<T: LineTranscoder> Lanes<T> {
     }
 
     /// Reads lane `i` until it is pending, ended, or `out` is full.
-    fn read_lane(&mut self, i: usize, cx: &mut Context<'_>, out: &mut BytesMut, limit: usize) {
+    fn read_lane(
+        &mut self,
+        i: usize,
+        cx: &mut Context<'_>,
+        out: &mut BytesMut,
+        limit: usize,
+        now: Instant,
+    ) {
         while out.len() < limit {
             let lane = &mut self.lanes[i];
             let progress = match &mut lane.upstream {
@@ -227,7 +236,7 @@ impl<T: LineTranscoder> Lanes<T> {
                     Poll::Ready(Ok(response)) => {
                         lane.upstream = Upstream::Reading(response.into_body());
                         self.connecting -= 1;
-                        self.last_read = Instant::now();
+                        self.last_read = now;
                         continue;
                     }
                     Poll::Ready(Err(e)) => lane.framed.fail(failure_of(&e), out),
@@ -236,7 +245,7 @@ impl<T: LineTranscoder> Lanes<T> {
                 Upstream::Reading(body) => match Pin::new(body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                         Ok(data) => {
-                            self.last_read = Instant::now();
+                            self.last_read = now;
                             lane.framed.on_read(data, out)
                         }
                         Err(_) => continue,

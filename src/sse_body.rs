@@ -115,7 +115,9 @@ impl<T: LineTranscoder + Unpin> Body for SseBody<T> {
         let this = self.get_mut();
         if !this.ended {
             let begin = Instant::now();
-            let read = this.lanes.poll_read(cx, &mut this.out, COALESCE_BYTES);
+            let read = this
+                .lanes
+                .poll_read(cx, &mut this.out, COALESCE_BYTES, begin);
             if read.is_ready() {
                 this.report();
                 this.observer.overhead_since(begin);

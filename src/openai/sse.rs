@@ -123,11 +123,6 @@ impl ChunkFrames {
         self
     }
 
-    /// Whether the stream was asked for `stream_options.include_usage`.
-    pub fn include_usage(&self) -> bool {
-        self.include_usage
-    }
-
     /// Starts a chat chunk with this choice, up to the opening `{` of its `delta`; the
     /// caller writes the delta's fields with a [`DeltaWriter`] and ends with
     /// [`Self::end_choice`].

@@ -121,7 +121,8 @@ pub async fn collect<T: LineTranscoder>(
 ) -> Result<(Vec<T>, Usage), Error> {
     let mut scratch = bytes::BytesMut::new();
     loop {
-        std::future::poll_fn(|cx| lanes.poll_read(cx, &mut scratch, usize::MAX)).await;
+        std::future::poll_fn(|cx| lanes.poll_read(cx, &mut scratch, usize::MAX, Instant::now()))
+            .await;
         scratch.clear();
         if lanes.take_first_delta() {
             observer.set_model(lanes.upstream_model().unwrap_or_default());
