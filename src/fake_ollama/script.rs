@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde_json::{Value, json};
 
 /// The synthetic stream and its faults. Every field can be set per request by naming the
@@ -166,7 +166,18 @@ impl Synth {
     }
 
     /// The steps of the body for `model`, shaped by what the request asked.
+    ///
+    /// Without a rate, consecutive lines go out in writes of up to 16 KiB, as a fast
+    /// server's lines reach a reader that is busy: the upstream is then no bottleneck.
     pub fn steps(&self, model: &str, ask: Ask) -> Vec<Step> {
+        let steps = self.lines(model, ask);
+        if self.rate > 0.0 {
+            return steps;
+        }
+        coalesce(steps, 16 * 1024)
+    }
+
+    fn lines(&self, model: &str, ask: Ask) -> Vec<Step> {
         let gap = (self.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / self.rate));
         let mut steps = Vec::new();
         if self.pause_ms > 0 {
@@ -254,6 +265,32 @@ pub fn token_text(i: u32) -> String {
 
 fn chunk(model: &str, message: serde_json::Value) -> serde_json::Value {
     json!({"model": model, "created_at": "2026-01-01T00:00:00Z", "message": message, "done": false})
+}
+
+/// `steps` with each run of consecutive sends joined into writes of up to `max` bytes.
+fn coalesce(steps: Vec<Step>, max: usize) -> Vec<Step> {
+    let mut out = Vec::new();
+    let mut pending = BytesMut::new();
+    for step in steps {
+        match step {
+            Step::Send(bytes) => {
+                if !pending.is_empty() && pending.len() + bytes.len() > max {
+                    out.push(Step::Send(pending.split().freeze()));
+                }
+                pending.extend_from_slice(&bytes);
+            }
+            other => {
+                if !pending.is_empty() {
+                    out.push(Step::Send(pending.split().freeze()));
+                }
+                out.push(other);
+            }
+        }
+    }
+    if !pending.is_empty() {
+        out.push(Step::Send(pending.freeze()));
+    }
+    out
 }
 
 fn ndjson(value: &serde_json::Value) -> Bytes {
