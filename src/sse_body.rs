@@ -53,7 +53,7 @@ impl<T: LineTranscoder> SseBody<T> {
         Self {
             lanes,
             ended: false,
-            out: BytesMut::with_capacity(4096),
+            out: BytesMut::new(),
             keepalive_every: keepalive,
             keepalive: Some(Box::pin(tokio::time::sleep(keepalive))),
             observer,

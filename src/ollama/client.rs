@@ -17,6 +17,11 @@ use hyper_util::rt::TokioExecutor;
 use crate::config::UpstreamConfig;
 use crate::error::Error;
 
+/// Bytes read from an upstream connection at a time: Ollama writes one short line per
+/// token, so a small buffer is enough and keeps an open stream's memory low; a burst of
+/// lines takes a few reads.
+const UPSTREAM_READ_BUFFER: usize = 4096;
+
 /// Largest upstream error body read, in bytes.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -45,6 +50,7 @@ impl OllamaClient {
         connector.set_connect_timeout(Some(config.connect_timeout()));
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
+            .http1_read_buf_exact_size(UPSTREAM_READ_BUFFER)
             .build(connector);
         Self {
             http,
