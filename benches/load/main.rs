@@ -1,32 +1,37 @@
-//! End-to-end load benchmark: K concurrent streaming clients through the bridge, and the
-//! same clients reading fake-ollama directly (the physical limit), side by side.
+//! End-to-end load benchmark: K concurrent streaming clients reading fake-ollama directly
+//! (the physical limit), through the bridge, and optionally through LiteLLM's proxy.
 //!
 //! ```sh
-//! cargo bench --bench load -- --k 1,100,1000,10000 --tokens 40 --rate 20 --delay-ms 0
+//! cargo bench --bench load -- --k 1,100,1000,10000 --tokens 200 --rate 20
+//! scripts/bench-litellm --k 1,100,1000      # the same, with LiteLLM beside (installs it)
 //! ```
 //!
-//! fake-ollama runs in this process (synthetic tokens: `--tokens` per stream at `--rate`
-//! tokens/s, first token after `--delay-ms`); the bridge is the release binary, a child
-//! process, so its CPU time (`/proc/<pid>/stat`) and RSS (`/proc/<pid>/status`) are its
-//! own. Per K it prints: TTFT p50/p99 and inter-token latency p99 per mode, the bridge's
-//! additions (bridge minus direct), delivered tokens/s, bridge CPU seconds per million
-//! tokens, bridge RSS with all K streams open and RSS per open stream. The open-files
-//! limit is raised to its hard limit. Under `cargo test` (no `--bench`) it does nothing.
+//! fake-ollama, the bridge and LiteLLM are release child processes, so each one's CPU time
+//! (`/proc/<pid>/stat`) and RSS (`/proc/<pid>/status`) are its own; the clients run here.
+//! Each client holds one connection and runs `--rounds` streams on it back to back; client
+//! i starts `i / K` of one stream's duration after the common start, so streams arrive at
+//! a steady rate and about K are open at once from then on (no thundering herd). Per K and
+//! mode it prints TTFT p50/p99 and inter-token latency p99, delivered tokens/s, the
+//! serving process's CPU seconds per million tokens, its RSS with the streams open and RSS
+//! per open stream; then the bridge's additions over direct and LiteLLM's ratios to the
+//! bridge. Last, one unthrottled stream of `--throughput-tokens` per mode. The open-files
+//! limit is raised. Under `cargo test` (no `--bench`) it does nothing.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::process::Stdio;
+mod clients;
+mod procs;
+
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use ollama_bridge::fake_ollama::{FakeOllama, Synth};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Barrier;
-use tokio::time::Instant;
+use clients::{Plan, Seen, Target};
+use procs::Server;
+
+/// Streams per HTTP/2 connection when the clients multiplex (below the bridge's limit of
+/// concurrent streams per connection).
+const H2_STREAMS: usize = 100;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -34,210 +39,53 @@ struct Settings {
     tokens: u32,
     rate: f64,
     delay_ms: u64,
+    rounds: usize,
+    /// Tokens per second over all K streams at most (the machine's share for the upstream,
+    /// the bridge and the clients); past it, a stream's rate and length are scaled down
+    /// together, so that a stream lasts as long at every K.
+    max_total_rate: f64,
+    throughput_tokens: u32,
+    litellm: Option<PathBuf>,
+    litellm_max_k: usize,
 }
 
 fn settings() -> Settings {
     let mut s = Settings {
         ks: vec![1, 100, 1000, 10_000],
-        tokens: 40,
+        tokens: 200,
         rate: 20.0,
         delay_ms: 0,
+        rounds: 2,
+        max_total_rate: 20_000.0,
+        throughput_tokens: 200_000,
+        litellm: None,
+        litellm_max_k: 1000,
     };
     let args: Vec<String> = std::env::args().collect();
     for pair in args.windows(2) {
         let value = pair[1].as_str();
         match pair[0].as_str() {
-            "--k" => s.ks = value.split(',').filter_map(|k| k.parse().ok()).collect(),
+            "--k" => {
+                s.ks = value
+                    .split(',')
+                    .filter_map(|k| k.parse().ok())
+                    .filter(|&k| k > 0)
+                    .collect();
+            }
             "--tokens" => s.tokens = value.parse().unwrap_or(s.tokens),
             "--rate" => s.rate = value.parse().unwrap_or(s.rate),
             "--delay-ms" => s.delay_ms = value.parse().unwrap_or(s.delay_ms),
+            "--rounds" => s.rounds = value.parse().unwrap_or(s.rounds).max(1),
+            "--max-total-rate" => s.max_total_rate = value.parse().unwrap_or(s.max_total_rate),
+            "--throughput-tokens" => {
+                s.throughput_tokens = value.parse().unwrap_or(s.throughput_tokens);
+            }
+            "--litellm" => s.litellm = Some(PathBuf::from(value)),
+            "--litellm-max-k" => s.litellm_max_k = value.parse().unwrap_or(s.litellm_max_k),
             _ => {}
         }
     }
     s
-}
-
-/// What one client saw.
-#[derive(Debug, Default)]
-struct Seen {
-    ttft: Option<Duration>,
-    gaps: Vec<Duration>,
-    tokens: usize,
-    error: bool,
-}
-
-/// Streams one request and times its tokens: a token is one `"content":"w` in the body.
-async fn client(addr: SocketAddr, path: &'static str, body: Bytes, start: Arc<Barrier>) -> Seen {
-    let mut seen = Seen::default();
-    let Ok(stream) = TcpStream::connect(addr).await else {
-        seen.error = true;
-        return seen;
-    };
-    let _ = stream.set_nodelay(true);
-    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    else {
-        seen.error = true;
-        return seen;
-    };
-    tokio::spawn(conn);
-    let request = http::Request::post(format!("http://{addr}{path}"))
-        .header("host", addr.to_string())
-        .header("content-type", "application/json")
-        .body(Full::new(body));
-    let Ok(request) = request else {
-        seen.error = true;
-        return seen;
-    };
-    start.wait().await;
-    let sent = Instant::now();
-    let Ok(response) = sender.send_request(request).await else {
-        seen.error = true;
-        return seen;
-    };
-    let mut body = response.into_body();
-    let mut last = sent;
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            seen.error = true;
-            break;
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        let now = Instant::now();
-        let tokens = memchr::memmem::find_iter(&data, b"\"content\":\"w").count();
-        if tokens == 0 {
-            continue;
-        }
-        match seen.ttft {
-            None => seen.ttft = Some(now - sent),
-            Some(_) => seen.gaps.push(now - last),
-        }
-        seen.gaps
-            .extend(std::iter::repeat_n(Duration::ZERO, tokens - 1));
-        seen.tokens += tokens;
-        last = now;
-    }
-    seen
-}
-
-/// One run of `k` clients against `addr`; `during` runs once every client has its first
-/// token (to sample the bridge with all streams open).
-async fn run(
-    k: usize,
-    addr: SocketAddr,
-    path: &'static str,
-    body: &Bytes,
-    during: impl std::future::Future<Output = u64>,
-) -> (Vec<Seen>, Duration, u64) {
-    let start = Arc::new(Barrier::new(k + 1));
-    let clients: Vec<_> = (0..k)
-        .map(|_| tokio::spawn(client(addr, path, body.clone(), Arc::clone(&start))))
-        .collect();
-    start.wait().await;
-    let began = Instant::now();
-    let sampled = during.await;
-    let mut all = Vec::with_capacity(k);
-    for c in clients {
-        all.push(c.await.unwrap_or(Seen {
-            error: true,
-            ..Seen::default()
-        }));
-    }
-    (all, began.elapsed(), sampled)
-}
-
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let at = ((values.len() - 1) as f64 * p).round() as usize;
-    values[at]
-}
-
-struct Summary {
-    ttft_p50: f64,
-    ttft_p99: f64,
-    itl_p99: f64,
-    tokens: usize,
-    tokens_per_s: f64,
-    errors: usize,
-}
-
-fn summarise(seen: &[Seen], elapsed: Duration) -> Summary {
-    let mut ttft: Vec<f64> = seen
-        .iter()
-        .filter_map(|s| s.ttft)
-        .map(|d| d.as_secs_f64() * 1e3)
-        .collect();
-    let mut gaps: Vec<f64> = seen
-        .iter()
-        .flat_map(|s| s.gaps.iter())
-        .map(|d| d.as_secs_f64() * 1e3)
-        .collect();
-    let tokens: usize = seen.iter().map(|s| s.tokens).sum();
-    Summary {
-        ttft_p50: percentile(&mut ttft, 0.5),
-        ttft_p99: percentile(&mut ttft, 0.99),
-        itl_p99: percentile(&mut gaps, 0.99),
-        tokens,
-        tokens_per_s: tokens as f64 / elapsed.as_secs_f64(),
-        errors: seen.iter().filter(|s| s.error).count(),
-    }
-}
-
-/// utime + stime of `pid`, in clock ticks (100 per second).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // After the name: state is field 3 of stat(5), so utime (14) and stime (15) are 11, 12.
-    field(11) + field(12)
-}
-
-/// VmRSS of `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-async fn start_bridge(upstream: &str) -> (tokio::process::Child, SocketAddr) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ollama-bridge"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            upstream,
-            "--log-format",
-            "json",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("the bridge binary starts: {e}"));
-    let stderr = child.stderr.take().unwrap_or_else(|| panic!("stderr"));
-    let mut lines = BufReader::new(stderr).lines();
-    let first = lines.next_line().await.ok().flatten().unwrap_or_default();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split("/v1").next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no address in the start line: {first}"));
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
 }
 
 fn main() {
@@ -245,77 +93,214 @@ fn main() {
         return;
     }
     let settings = settings();
-    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
+    let nofile = raise_open_files();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("runtime: {e}"));
-    runtime.block_on(bench(settings, limit));
+    runtime.block_on(bench(settings, nofile));
+}
+
+/// Raises the open-files limit (children inherit it): to 65,536 where allowed, else to the
+/// hard limit.
+fn raise_open_files() -> u64 {
+    const WANTED: u64 = 65_536;
+    if rlimit::setrlimit(rlimit::Resource::NOFILE, WANTED, WANTED).is_ok() {
+        return WANTED;
+    }
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)
+}
+
+/// One way to reach the model: its name, the server whose CPU and RSS count, and where the
+/// clients send.
+struct Mode<'a> {
+    name: &'static str,
+    server: &'a Server,
+    path: &'static str,
+}
+
+/// What one mode did under one load.
+struct Row {
+    ttft_p50: f64,
+    ttft_p99: f64,
+    itl_p99: f64,
+    tokens: usize,
+    tokens_per_s: f64,
+    /// Tokens per second of streaming, first token to last (summed over streams).
+    streaming_tokens_per_s: f64,
+    cpu_per_mtok: f64,
+    rss_mib: f64,
+    kib_per_stream: f64,
+    open: usize,
+    errors: usize,
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * p).round() as usize]
+}
+
+fn body(model: &str) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"model":"{model}","stream":true,"messages":[{{"role":"user","content":"hi"}}]}}"#
+    ))
+}
+
+/// Runs `plan` on `mode`, sampling the server `sample_after` the start.
+async fn measure(mode: &Mode<'_>, model: &str, plan: Plan, sample_after: Duration) -> Row {
+    let pid = mode.server.pid;
+    let target = Target {
+        addr: mode.server.addr,
+        path: mode.path,
+        body: body(model),
+    };
+    let idle_rss = procs::rss_kib(pid);
+    let cpu_before = procs::cpu_seconds(pid);
+    let sample = |open: Arc<AtomicUsize>| async move {
+        tokio::time::sleep(sample_after).await;
+        (procs::rss_kib(pid), open.load(Ordering::Relaxed))
+    };
+    let (mut seen, elapsed, (rss, open)) = clients::run(target, plan, sample).await;
+    let cpu = procs::cpu_seconds(pid) - cpu_before;
+    row(&mut seen, elapsed, cpu, idle_rss, rss, open)
+}
+
+fn row(seen: &mut Seen, elapsed: Duration, cpu: f64, idle_rss: u64, rss: u64, open: usize) -> Row {
+    Row {
+        ttft_p50: percentile(&mut seen.ttft_ms, 0.5),
+        ttft_p99: percentile(&mut seen.ttft_ms, 0.99),
+        itl_p99: percentile(&mut seen.gaps_ms, 0.99),
+        tokens: seen.tokens,
+        tokens_per_s: seen.tokens as f64 / elapsed.as_secs_f64(),
+        streaming_tokens_per_s: seen.tokens as f64 / (seen.gaps_ms.iter().sum::<f64>() / 1e3),
+        cpu_per_mtok: cpu / (seen.tokens.max(1) as f64 / 1e6),
+        rss_mib: rss as f64 / 1024.0,
+        kib_per_stream: rss.saturating_sub(idle_rss) as f64 / open.max(1) as f64,
+        open,
+        errors: seen.errors,
+    }
 }
 
 async fn bench(s: Settings, nofile: u64) {
-    let synth = Synth {
-        tokens: s.tokens,
-        rate: s.rate,
-        pause_ms: s.delay_ms,
-        ..Synth::default()
+    let fake = procs::fake_ollama(s.tokens, s.rate, s.delay_ms).await;
+    let bridge = procs::bridge(fake.addr).await;
+    let fast_model = format!("synth?tokens={}&rate=0", s.throughput_tokens);
+    let litellm = match &s.litellm {
+        Some(path) => {
+            let port = free_port().await;
+            let mut models: Vec<String> = s.ks.iter().map(|&k| stream_for(&s, k).0).collect();
+            models.push(fast_model.clone());
+            models.dedup();
+            let models: Vec<&str> = models.iter().map(String::as_str).collect();
+            Some(procs::litellm(path, fake.addr, port, &models).await)
+        }
+        None => None,
     };
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("bind: {e}"));
-    let fake = FakeOllama::spawn(listener, HashMap::new(), synth);
-    let (bridge, bridge_addr) = start_bridge(&fake.url()).await;
-    let pid = bridge.id().unwrap_or(0);
-    eprintln!(
-        "load: {} tokens/stream at {} tokens/s, first token after {} ms; open files limit {nofile}",
-        s.tokens, s.rate, s.delay_ms
-    );
-    let chat = Bytes::from_static(
-        br#"{"model":"synth","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
-    );
-    let native = Bytes::from_static(
-        br#"{"model":"synth","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
-    );
-    println_table_head();
-    for &k in &s.ks {
-        let (direct, direct_time, _) =
-            run(k, fake.addr(), "/api/chat", &native, std::future::ready(0)).await;
-        let direct = summarise(&direct, direct_time);
-        let idle_rss = rss_kib(pid);
-        let cpu_before = cpu_ticks(pid);
-        let open_after = Duration::from_millis(s.delay_ms)
-            + Duration::from_secs_f64(1.0 / s.rate.max(1.0))
-            + Duration::from_millis(200 + k as u64 / 10);
-        let sample = async move {
-            tokio::time::sleep(open_after).await;
-            rss_kib(pid)
-        };
-        let (bridged, bridge_time, open_rss) =
-            run(k, bridge_addr, "/v1/chat/completions", &chat, sample).await;
-        let cpu = (cpu_ticks(pid) - cpu_before) as f64 / 100.0;
-        let bridged = summarise(&bridged, bridge_time);
-        let cpu_per_m = cpu / (bridged.tokens as f64 / 1e6);
-        let per_stream = (open_rss.saturating_sub(idle_rss)) as f64 / k as f64;
-        row(k, "direct", &direct, None);
-        row(
-            k,
-            "bridge",
-            &bridged,
-            Some((cpu_per_m, open_rss, per_stream)),
-        );
-        eprintln!(
-            "K={k:>6}  added TTFT p50 {:+.3} ms, p99 {:+.3} ms; added ITL p99 {:+.3} ms",
-            bridged.ttft_p50 - direct.ttft_p50,
-            bridged.ttft_p99 - direct.ttft_p99,
-            bridged.itl_p99 - direct.itl_p99
-        );
+    let mut modes = vec![
+        Mode {
+            name: "direct",
+            server: &fake,
+            path: "/api/chat",
+        },
+        Mode {
+            name: "bridge",
+            server: &bridge,
+            path: "/v1/chat/completions",
+        },
+    ];
+    if let Some(litellm) = &litellm {
+        modes.push(Mode {
+            name: "litellm",
+            server: litellm,
+            path: "/v1/chat/completions",
+        });
     }
-    drop(bridge);
+    eprintln!(
+        "load: {} tokens/stream at {} tokens/s, first token after {} ms, {} streams per client; \
+         open files limit {nofile}; CPU and RSS are the serving process's (direct: fake-ollama)",
+        s.tokens, s.rate, s.delay_ms, s.rounds
+    );
+    let stream_time = Duration::from_millis(s.delay_ms)
+        + Duration::from_secs_f64(f64::from(s.tokens) / s.rate.max(f64::MIN_POSITIVE));
+    let stream_time = stream_time.min(Duration::from_secs(600));
+    print_head();
+    for &k in &s.ks {
+        let (model, rate) = stream_for(&s, k);
+        if rate < s.rate {
+            eprintln!("K={k}: {rate} tokens/s per stream (model {model})");
+        }
+        let plan = Plan {
+            k,
+            rounds: s.rounds,
+            ramp: stream_time,
+            timeout: stream_time * (s.rounds as u32 + 1) + Duration::from_secs(60),
+            h2_streams: 0,
+        };
+        let mut rows = Vec::new();
+        for mode in &modes {
+            if mode.name == "litellm" && k > s.litellm_max_k {
+                continue;
+            }
+            let mut plan = plan;
+            if mode.name != "direct" && 2 * k as u64 + 64 > nofile {
+                // Two descriptors per stream (client and upstream) would pass the limit:
+                // the clients multiplex their streams over HTTP/2 instead.
+                plan.h2_streams = H2_STREAMS;
+                eprintln!(
+                    "K={k}: {} clients use HTTP/2, {H2_STREAMS} streams per connection",
+                    mode.name
+                );
+            }
+            let row = measure(mode, &model, plan, stream_time.mul_f64(1.5)).await;
+            print_row(k, mode.name, &row);
+            rows.push((mode.name, row));
+        }
+        print_comparison(k, &rows);
+    }
+    if s.throughput_tokens > 0 {
+        eprintln!(
+            "one unthrottled stream of {} tokens (tokens/s from its first token to its last):",
+            s.throughput_tokens
+        );
+        let plan = Plan {
+            k: 1,
+            rounds: 1,
+            ramp: Duration::ZERO,
+            timeout: Duration::from_secs(300),
+            h2_streams: 0,
+        };
+        for mode in &modes {
+            let mut row = measure(mode, &fast_model, plan, Duration::ZERO).await;
+            row.tokens_per_s = row.streaming_tokens_per_s;
+            print_row(1, mode.name, &row);
+        }
+    }
 }
 
-fn println_table_head() {
+/// The model to ask for at `k` streams, and its tokens per second: `synth` (fake-ollama's
+/// defaults) unless K streams at the full rate pass `max_total_rate`.
+fn stream_for(s: &Settings, k: usize) -> (String, f64) {
+    let rate = s.rate.min(s.max_total_rate / k as f64);
+    if rate >= s.rate {
+        return ("synth".to_owned(), s.rate);
+    }
+    let tokens = (f64::from(s.tokens) * rate / s.rate).round().max(1.0);
+    (format!("synth?tokens={tokens}&rate={rate}"), rate)
+}
+
+async fn free_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    listener.local_addr().map_or(0, |a| a.port())
+}
+
+fn print_head() {
     eprintln!(
-        "{:>6} {:>7} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>12} {:>7}",
+        "{:>6} {:>8} {:>10} {:>10} {:>10} {:>9} {:>10} {:>9} {:>8} {:>10} {:>6} {:>6}",
         "K",
         "mode",
         "TTFT p50",
@@ -326,21 +311,45 @@ fn println_table_head() {
         "CPU s/Mt",
         "RSS MiB",
         "KiB/stream",
+        "open",
         "errors"
     );
 }
 
-fn row(k: usize, mode: &str, s: &Summary, bridge: Option<(f64, u64, f64)>) {
-    let (cpu, rss, per) = match bridge {
-        Some((cpu, rss, per)) => (
-            format!("{cpu:.2}"),
-            format!("{:.1}", rss as f64 / 1024.0),
-            format!("{per:.1}"),
-        ),
-        None => ("-".to_owned(), "-".to_owned(), "-".to_owned()),
+fn print_row(k: usize, mode: &str, r: &Row) {
+    eprintln!(
+        "{k:>6} {mode:>8} {:>8.3}ms {:>8.3}ms {:>8.3}ms {:>9} {:>10.0} {:>9.2} {:>8.1} {:>10.1} {:>6} {:>6}",
+        r.ttft_p50,
+        r.ttft_p99,
+        r.itl_p99,
+        r.tokens,
+        r.tokens_per_s,
+        r.cpu_per_mtok,
+        r.rss_mib,
+        r.kib_per_stream,
+        r.open,
+        r.errors
+    );
+}
+
+fn print_comparison(k: usize, rows: &[(&str, Row)]) {
+    let find = |name: &str| rows.iter().find(|(n, _)| *n == name).map(|(_, r)| r);
+    let (Some(direct), Some(bridge)) = (find("direct"), find("bridge")) else {
+        return;
     };
     eprintln!(
-        "{k:>6} {mode:>7} {:>8.3}ms {:>8.3}ms {:>8.3}ms {:>10} {:>12.0} {cpu:>10} {rss:>10} {per:>12} {:>7}",
-        s.ttft_p50, s.ttft_p99, s.itl_p99, s.tokens, s.tokens_per_s, s.errors
+        "K={k}: bridge adds TTFT p50 {:+.3} ms, p99 {:+.3} ms, ITL p99 {:+.3} ms",
+        bridge.ttft_p50 - direct.ttft_p50,
+        bridge.ttft_p99 - direct.ttft_p99,
+        bridge.itl_p99 - direct.itl_p99
     );
+    if let Some(litellm) = find("litellm") {
+        eprintln!(
+            "K={k}: LiteLLM / bridge: CPU per token x{:.1}, TTFT p50 x{:.1}, p99 x{:.1}, RSS x{:.1}",
+            litellm.cpu_per_mtok / bridge.cpu_per_mtok,
+            litellm.ttft_p50 / bridge.ttft_p50,
+            litellm.ttft_p99 / bridge.ttft_p99,
+            litellm.rss_mib / bridge.rss_mib
+        );
+    }
 }
