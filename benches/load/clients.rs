@@ -68,8 +68,11 @@ impl Sender {
 /// What the clients saw, together.
 #[derive(Debug, Default)]
 pub struct Seen {
-    /// Time to first token of each stream, in ms.
+    /// Time to first token of each stream after a client's first, in ms (the server's
+    /// connection pool is warm).
     pub ttft_ms: Vec<f64>,
+    /// Time to first token of each client's first stream, in ms.
+    pub cold_ttft_ms: Vec<f64>,
     /// Time between consecutive token-carrying reads of a stream, in ms (0 for further
     /// tokens in the same read).
     pub gaps_ms: Vec<f64>,
@@ -77,10 +80,34 @@ pub struct Seen {
     pub errors: usize,
 }
 
-/// Counts the tokens in one read: synthetic tokens are `w0 `, `w1 `, … in `content`.
-fn tokens_in(data: &[u8]) -> usize {
-    memchr::memmem::find_iter(data, b"\"content\":\"w").count()
-        + memchr::memmem::find_iter(data, b"\"content\": \"w").count()
+/// Counts synthetic tokens (`w0 `, `w1 `, … in `content`) in a body read by read; a token
+/// split between two reads counts in the second.
+#[derive(Default)]
+struct TokenCounter {
+    /// The end of the previous read, up to one byte short of a whole marker.
+    carry: Vec<u8>,
+}
+
+impl TokenCounter {
+    const MARKERS: [&[u8]; 2] = [b"\"content\":\"w", b"\"content\": \"w"];
+
+    fn count(&mut self, data: &[u8]) -> usize {
+        let carried = self.carry.len();
+        let mut joined = std::mem::take(&mut self.carry);
+        joined.extend_from_slice(data);
+        // A marker wholly inside the carried bytes was counted with the previous read.
+        let count = Self::MARKERS
+            .iter()
+            .map(|m| {
+                memchr::memmem::find_iter(&joined, m)
+                    .filter(|&at| at + m.len() > carried)
+                    .count()
+            })
+            .sum();
+        let keep = Self::MARKERS[1].len() - 1;
+        self.carry = joined[joined.len().saturating_sub(keep)..].to_vec();
+        count
+    }
 }
 
 async fn connect(addr: SocketAddr) -> Option<TokioIo<TcpStream>> {
@@ -114,6 +141,7 @@ async fn stream(
     target: &Target,
     open: &AtomicUsize,
     seen: &mut Seen,
+    cold: bool,
 ) -> Result<(), ()> {
     let request = http::Request::post(target.path)
         .header("host", target.addr.to_string())
@@ -127,23 +155,30 @@ async fn stream(
         return Err(());
     }
     open.fetch_add(1, Ordering::Relaxed);
-    let result = read_tokens(response.into_body(), sent, seen).await;
+    let result = read_tokens(response.into_body(), sent, seen, cold).await;
     open.fetch_sub(1, Ordering::Relaxed);
     result
 }
 
-async fn read_tokens(mut body: Incoming, sent: Instant, seen: &mut Seen) -> Result<(), ()> {
+async fn read_tokens(
+    mut body: Incoming,
+    sent: Instant,
+    seen: &mut Seen,
+    cold: bool,
+) -> Result<(), ()> {
     let mut last: Option<Instant> = None;
+    let mut counter = TokenCounter::default();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(drop)?.into_data() else {
             continue;
         };
-        let tokens = tokens_in(&data);
+        let tokens = counter.count(&data);
         if tokens == 0 {
             continue;
         }
         let now = Instant::now();
         match last {
+            None if cold => seen.cold_ttft_ms.push(ms(now - sent)),
             None => seen.ttft_ms.push(ms(now - sent)),
             Some(last) => seen.gaps_ms.push(ms(now - last)),
         }
@@ -187,7 +222,7 @@ async fn client(
     tokio::time::sleep_until(start + offset).await;
     let deadline = start + offset + plan.timeout;
     for round in 0..plan.rounds {
-        let one = stream(&mut sender, &target, &open, &mut seen);
+        let one = stream(&mut sender, &target, &open, &mut seen, round == 0);
         match tokio::time::timeout_at(deadline, one).await {
             Ok(Ok(())) => {}
             Ok(Err(())) => seen.errors += 1,
@@ -243,6 +278,7 @@ where
             ..Seen::default()
         });
         all.ttft_ms.extend(seen.ttft_ms);
+        all.cold_ttft_ms.extend(seen.cold_ttft_ms);
         all.gaps_ms.extend(seen.gaps_ms);
         all.tokens += seen.tokens;
         all.errors += seen.errors;

@@ -11,11 +11,12 @@
 //! Each client holds one connection and runs `--rounds` streams on it back to back; client
 //! i starts `i / K` of one stream's duration after the common start, so streams arrive at
 //! a steady rate and about K are open at once from then on (no thundering herd). Per K and
-//! mode it prints TTFT p50/p99 and inter-token latency p99, delivered tokens/s, the
-//! serving process's CPU seconds per million tokens, its RSS with the streams open and RSS
-//! per open stream; then the bridge's additions over direct and LiteLLM's ratios to the
-//! bridge. Last, one unthrottled stream of `--throughput-tokens` per mode. The open-files
-//! limit is raised. Under `cargo test` (no `--bench`) it does nothing.
+//! mode it prints the TTFT of the clients' first streams (p50; the server has an upstream
+//! connection to open) and of the later ones (p50, p99), inter-token latency p99, delivered
+//! tokens/s, the serving process's CPU seconds per million tokens, its RSS with the streams
+//! open and RSS per open stream; then the bridge's additions over direct and LiteLLM's
+//! ratios to the bridge. Last, one unthrottled stream of `--throughput-tokens` per mode.
+//! The open-files limit is raised. Under `cargo test` (no `--bench`) it does nothing.
 
 mod clients;
 mod procs;
@@ -121,6 +122,8 @@ struct Mode<'a> {
 
 /// What one mode did under one load.
 struct Row {
+    /// TTFT of a client's first stream, when the server opens its upstream connection.
+    cold_ttft_p50: f64,
     ttft_p50: f64,
     ttft_p99: f64,
     itl_p99: f64,
@@ -170,6 +173,7 @@ async fn measure(mode: &Mode<'_>, model: &str, plan: Plan, sample_after: Duratio
 
 fn row(seen: &mut Seen, elapsed: Duration, cpu: f64, idle_rss: u64, rss: u64, open: usize) -> Row {
     Row {
+        cold_ttft_p50: percentile(&mut seen.cold_ttft_ms, 0.5),
         ttft_p50: percentile(&mut seen.ttft_ms, 0.5),
         ttft_p99: percentile(&mut seen.ttft_ms, 0.99),
         itl_p99: percentile(&mut seen.gaps_ms, 0.99),
@@ -234,7 +238,8 @@ async fn bench(s: Settings, nofile: u64) {
         }
         let plan = Plan {
             k,
-            rounds: s.rounds,
+            // A few warm streams to time even with a single client.
+            rounds: if k < 10 { s.rounds.max(4) } else { s.rounds },
             ramp: stream_time,
             timeout: stream_time * (s.rounds as u32 + 1) + Duration::from_secs(60),
             h2_streams: 0,
@@ -300,9 +305,10 @@ async fn free_port() -> u16 {
 
 fn print_head() {
     eprintln!(
-        "{:>6} {:>8} {:>10} {:>10} {:>10} {:>9} {:>10} {:>9} {:>8} {:>10} {:>6} {:>6}",
+        "{:>6} {:>8} {:>10} {:>10} {:>10} {:>10} {:>9} {:>10} {:>9} {:>8} {:>10} {:>6} {:>6}",
         "K",
         "mode",
+        "cold TTFT",
         "TTFT p50",
         "TTFT p99",
         "ITL p99",
@@ -318,7 +324,8 @@ fn print_head() {
 
 fn print_row(k: usize, mode: &str, r: &Row) {
     eprintln!(
-        "{k:>6} {mode:>8} {:>8.3}ms {:>8.3}ms {:>8.3}ms {:>9} {:>10.0} {:>9.2} {:>8.1} {:>10.1} {:>6} {:>6}",
+        "{k:>6} {mode:>8} {:>8.3}ms {:>8.3}ms {:>8.3}ms {:>8.3}ms {:>9} {:>10.0} {:>9.2} {:>8.1} {:>10.1} {:>6} {:>6}",
+        r.cold_ttft_p50,
         r.ttft_p50,
         r.ttft_p99,
         r.itl_p99,

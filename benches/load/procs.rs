@@ -27,7 +27,7 @@ fn address_in(line: &str) -> Option<SocketAddr> {
 }
 
 /// Starts `command` and waits for the stderr line that names its address; the rest of
-/// stderr is drained.
+/// stderr is drained, its warnings and errors shown.
 async fn spawn_logging_address(mut command: Command) -> Server {
     let mut child = command
         .stdout(Stdio::null())
@@ -46,7 +46,18 @@ async fn spawn_logging_address(mut command: Command) -> Server {
             break addr;
         }
     };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let name = command
+        .as_std()
+        .get_program()
+        .to_string_lossy()
+        .into_owned();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("WARN") || line.contains("ERROR") {
+                eprintln!("{name}: {line}");
+            }
+        }
+    });
     let pid = child.id().unwrap_or(0);
     Server {
         _child: child,
