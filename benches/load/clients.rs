@@ -196,8 +196,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// One client: connects (or shares `shared`), waits for the common start, then its
-/// offset, then streams.
+/// One client: waits for the common start, then its offset, connects (or shares `shared`)
+/// and streams.
 async fn client(
     target: Arc<Target>,
     plan: Plan,
@@ -208,18 +208,20 @@ async fn client(
     open: Arc<AtomicUsize>,
 ) -> Seen {
     let mut seen = Seen::default();
+    ready.wait().await;
+    let start = *start.get_or_init(Instant::now);
+    let offset = plan.ramp.mul_f64(i as f64 / plan.k as f64);
+    tokio::time::sleep_until(start + offset).await;
+    // Connected when due: a connection left without a request past the server's header
+    // timeout (the bridge's is 10 s) is closed.
     let sender = match shared {
         Some(sender) => sender.ok().map(Sender::H2),
         None => connect_h1(target.addr).await,
     };
-    ready.wait().await;
     let Some(mut sender) = sender else {
         seen.errors = plan.rounds;
         return seen;
     };
-    let start = *start.get_or_init(Instant::now);
-    let offset = plan.ramp.mul_f64(i as f64 / plan.k as f64);
-    tokio::time::sleep_until(start + offset).await;
     let deadline = start + offset + plan.timeout;
     for round in 0..plan.rounds {
         let one = stream(&mut sender, &target, &open, &mut seen, round == 0);

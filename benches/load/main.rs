@@ -8,7 +8,7 @@
 //!
 //! fake-ollama, the bridge and LiteLLM are release child processes, so each one's CPU time
 //! (`/proc/<pid>/stat`) and RSS (`/proc/<pid>/status`) are its own; the clients run here.
-//! Each client holds one connection and runs `--rounds` streams on it back to back; client
+//! Each client opens one connection and runs `--rounds` streams on it back to back; client
 //! i starts `i / K` of one stream's duration after the common start, so streams arrive at
 //! a steady rate and about K are open at once from then on (no thundering herd). Per K and
 //! mode it prints the TTFT of the clients' first streams (p50; the server has an upstream
