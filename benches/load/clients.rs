@@ -1,4 +1,5 @@
-//! The load: K streaming clients, one HTTP/1.1 connection each, and what they saw.
+//! The load: K streaming clients, on an HTTP/1.1 connection each or sharing HTTP/2
+//! connections, and what they saw.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -84,7 +85,8 @@ pub struct Seen {
 /// split between two reads counts in the second.
 #[derive(Default)]
 struct TokenCounter {
-    /// The end of the previous read, up to one byte short of a whole marker.
+    /// The end of the previous read (up to one byte short of a whole marker), then the
+    /// read being counted.
     carry: Vec<u8>,
 }
 
@@ -93,19 +95,18 @@ impl TokenCounter {
 
     fn count(&mut self, data: &[u8]) -> usize {
         let carried = self.carry.len();
-        let mut joined = std::mem::take(&mut self.carry);
-        joined.extend_from_slice(data);
+        self.carry.extend_from_slice(data);
         // A marker wholly inside the carried bytes was counted with the previous read.
         let count = Self::MARKERS
             .iter()
             .map(|m| {
-                memchr::memmem::find_iter(&joined, m)
+                memchr::memmem::find_iter(&self.carry, m)
                     .filter(|&at| at + m.len() > carried)
                     .count()
             })
             .sum();
         let keep = Self::MARKERS[1].len() - 1;
-        self.carry = joined[joined.len().saturating_sub(keep)..].to_vec();
+        self.carry.drain(..self.carry.len().saturating_sub(keep));
         count
     }
 }
@@ -196,13 +197,13 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// One client: waits for the common start, then its offset, connects (or shares `shared`)
-/// and streams.
+/// One client: waits for the common start, then its offset, connects (or takes its shared
+/// HTTP/2 connection, `Some(None)` when that failed) and streams.
 async fn client(
     target: Arc<Target>,
     plan: Plan,
     i: usize,
-    shared: Option<Result<hyper::client::conn::http2::SendRequest<Full<Bytes>>, ()>>,
+    shared: Option<Option<hyper::client::conn::http2::SendRequest<Full<Bytes>>>>,
     ready: Arc<Barrier>,
     start: Arc<OnceLock<Instant>>,
     open: Arc<AtomicUsize>,
@@ -215,7 +216,7 @@ async fn client(
     // Connected when due: a connection left without a request past the server's header
     // timeout (the bridge's is 10 s) is closed.
     let sender = match shared {
-        Some(sender) => sender.ok().map(Sender::H2),
+        Some(sender) => sender.map(Sender::H2),
         None => connect_h1(target.addr).await,
     };
     let Some(mut sender) = sender else {
@@ -262,7 +263,7 @@ where
                 Arc::clone(&target),
                 plan,
                 i,
-                sender.map(|s| s.ok_or(())),
+                sender,
                 Arc::clone(&ready),
                 Arc::clone(&start),
                 Arc::clone(&open),
@@ -290,11 +291,10 @@ where
 
 /// Whether `GET path` answers 2xx.
 pub async fn get_ok(addr: SocketAddr, path: &str) -> bool {
-    let Ok(stream) = TcpStream::connect(addr).await else {
+    let Some(io) = connect(addr).await else {
         return false;
     };
-    let Ok((mut sender, conn)) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
+    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io).await
     else {
         return false;
     };

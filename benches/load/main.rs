@@ -197,6 +197,7 @@ async fn bench(s: Settings, nofile: u64) {
             let port = free_port().await;
             let mut models: Vec<String> = s.ks.iter().map(|&k| stream_for(&s, k).0).collect();
             models.push(fast_model.clone());
+            models.sort();
             models.dedup();
             let models: Vec<&str> = models.iter().map(String::as_str).collect();
             Some(procs::litellm(path, fake.addr, port, &models).await)
@@ -236,12 +237,13 @@ async fn bench(s: Settings, nofile: u64) {
         if rate < s.rate {
             eprintln!("K={k}: {rate} tokens/s per stream (model {model})");
         }
+        // A few warm streams to time even with a single client.
+        let rounds = if k < 10 { s.rounds.max(4) } else { s.rounds };
         let plan = Plan {
             k,
-            // A few warm streams to time even with a single client.
-            rounds: if k < 10 { s.rounds.max(4) } else { s.rounds },
+            rounds,
             ramp: stream_time,
-            timeout: stream_time * (s.rounds as u32 + 1) + Duration::from_secs(60),
+            timeout: stream_time * (rounds as u32 + 1) + Duration::from_secs(60),
             h2_streams: 0,
         };
         let mut rows = Vec::new();
