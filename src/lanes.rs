@@ -360,6 +360,7 @@ impl<T: LineTranscoder> Lanes<T> {
 fn failure_of(error: &Error) -> StreamFailure {
     match error {
         Error::UpstreamStatus { message, .. } => StreamFailure::Upstream(message.clone()),
+        Error::UpstreamStream { message, .. } => StreamFailure::Malformed(message.clone()),
         other => StreamFailure::Disconnected(other.to_string()),
     }
 }

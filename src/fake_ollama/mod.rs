@@ -21,6 +21,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -66,6 +67,8 @@ struct Shared {
     synth: Synth,
     requests: Mutex<Vec<Arc<RequestRecord>>>,
     installed: Mutex<Vec<String>>,
+    open_streams: Arc<AtomicUsize>,
+    open_connections: Arc<AtomicUsize>,
 }
 
 /// A running fake-ollama.
@@ -87,6 +90,8 @@ impl FakeOllama {
             synth,
             requests: Mutex::new(Vec::new()),
             installed: Mutex::new(Vec::new()),
+            open_streams: Arc::default(),
+            open_connections: Arc::default(),
         });
         tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Self { addr, shared }
@@ -115,6 +120,16 @@ impl FakeOllama {
     /// [`catalog::INSTALLED_AT`]).
     pub fn install(&self, name: &str) {
         lock(&self.shared.installed).push(name.to_owned());
+    }
+
+    /// Streamed responses (chat or generate) not yet finished or dropped.
+    pub fn open_streams(&self) -> usize {
+        self.shared.open_streams.load(Ordering::SeqCst)
+    }
+
+    /// Client connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.open_connections.load(Ordering::SeqCst)
     }
 
     /// Every chat, generate and embed request received so far, oldest first.
@@ -157,7 +172,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     while let Ok((stream, _)) = listener.accept().await {
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
+        let connection = Counted::new(&shared.open_connections);
         tokio::spawn(async move {
+            let _connection = connection;
             let (closed_tx, closed_rx) = watch::channel(None);
             let service = service_fn(move |req| {
                 let shared = Arc::clone(&shared);
@@ -254,6 +271,7 @@ async fn generation(
     let body = record(shared, req, closed).await;
     let model = body["model"].as_str().unwrap_or_default().to_owned();
     let (name, query) = model.split_once('?').unwrap_or((&model, ""));
+    let mut content_type = None;
     let steps = if let Some(transcript) = shared.transcripts.get(name) {
         let params: HashMap<&str, u64> = query
             .split('&')
@@ -269,7 +287,9 @@ async fn generation(
                 if synth.delay_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(synth.delay_ms)).await;
                 }
-                if let Some(status) = synth.status {
+                let ask = script::Ask::of(&body, generate);
+                if let Some(status) = synth.status.filter(|_| synth.faulty(ask)) {
+                    tokio::time::sleep(Duration::from_millis(synth.status_delay_ms)).await;
                     let status =
                         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                     return json_response(
@@ -277,7 +297,8 @@ async fn generation(
                         &serde_json::json!({"error": "synthetic status"}),
                     );
                 }
-                synth.steps(name, script::Ask::of(&body, generate))
+                content_type = synth.content_type.clone();
+                synth.steps(name, ask)
             }
             Err(e) => {
                 return json_response(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e }));
@@ -294,11 +315,29 @@ async fn generation(
         // Ollama's non-streaming answer: one object, with a content-length.
         return json_response(StatusCode::OK, &script::whole(&steps));
     }
-    stream_response(steps)
+    let content_type = content_type.as_deref().unwrap_or("application/x-ndjson");
+    stream_response(steps, content_type, Counted::new(&shared.open_streams))
+}
+
+/// Counts something (a streamed body, a connection) while it exists.
+#[derive(Debug)]
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Streams `steps` from a task; the task stops when the connection is gone.
-fn stream_response(steps: Vec<Step>) -> Response<FakeBody> {
+fn stream_response(steps: Vec<Step>, content_type: &str, guard: Counted) -> Response<FakeBody> {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     tokio::spawn(async move {
         for step in steps {
@@ -320,17 +359,19 @@ fn stream_response(steps: Vec<Step>) -> Response<FakeBody> {
             }
         }
     });
-    let mut response = Response::new(ChannelBody { rx }.boxed());
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/x-ndjson"),
-    );
+    let mut response = Response::new(ChannelBody { rx, _guard: guard }.boxed());
+    if let Ok(value) = http::HeaderValue::from_str(content_type) {
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, value);
+    }
     response
 }
 
 /// A body fed by a channel; an `Err` item aborts the connection.
 struct ChannelBody {
     rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    _guard: Counted,
 }
 
 impl Body for ChannelBody {

@@ -32,8 +32,20 @@ pub struct Synth {
     pub stall_after: Option<u32>,
     /// After this many content tokens, send a line that is not JSON.
     pub malformed_after: Option<u32>,
+    /// After this many content tokens, send one content token of `huge_bytes` bytes.
+    pub huge_after: Option<u32>,
+    /// Size of the `huge_after` token, in bytes (1 MiB).
+    pub huge_bytes: usize,
+    /// After this many content tokens, send a content string holding invalid UTF-8.
+    pub bad_utf8_after: Option<u32>,
+    /// Cut every write into writes of this many bytes (0: whole lines), to split lines.
+    pub split_bytes: usize,
     /// Answer with this HTTP status and `{"error":…}` instead of a stream.
     pub status: Option<u16>,
+    /// Wait this long before answering with `status`, in milliseconds.
+    pub status_delay_ms: u64,
+    /// The stream's `content-type` instead of `application/x-ndjson`.
+    pub content_type: Option<String>,
     /// Inject the faults above only into the request with this `options.seed` (one choice
     /// of several).
     pub fault_seed: Option<i64>,
@@ -53,7 +65,13 @@ impl Default for Synth {
             drop_after: None,
             stall_after: None,
             malformed_after: None,
+            huge_after: None,
+            huge_bytes: 1024 * 1024,
+            bad_utf8_after: None,
+            split_bytes: 0,
             status: None,
+            status_delay_ms: 0,
+            content_type: None,
             fault_seed: None,
         }
     }
@@ -157,7 +175,13 @@ impl Synth {
                 "drop_after" => self.drop_after = Some(int()? as u32),
                 "stall_after" => self.stall_after = Some(int()? as u32),
                 "malformed_after" => self.malformed_after = Some(int()? as u32),
+                "huge_after" => self.huge_after = Some(int()? as u32),
+                "huge_bytes" => self.huge_bytes = int()? as usize,
+                "bad_utf8_after" => self.bad_utf8_after = Some(int()? as u32),
+                "split_bytes" => self.split_bytes = int()? as usize,
                 "status" => self.status = Some(int()? as u16),
+                "status_delay_ms" => self.status_delay_ms = int()?,
+                "content_type" => self.content_type = Some(value.to_owned()),
                 "fault_seed" => self.fault_seed = Some(value.parse().map_err(|_| bad())?),
                 _ => return Err(bad()),
             }
@@ -170,11 +194,19 @@ impl Synth {
     /// Without a rate, consecutive lines go out in writes of up to 16 KiB, as a fast
     /// server's lines reach a reader that is busy: the upstream is then no bottleneck.
     pub fn steps(&self, model: &str, ask: Ask) -> Vec<Step> {
-        let steps = self.lines(model, ask);
-        if self.rate > 0.0 {
-            return steps;
+        let mut steps = self.lines(model, ask);
+        if self.rate == 0.0 {
+            steps = coalesce(steps, 16 * 1024);
         }
-        coalesce(steps, 16 * 1024)
+        if self.split_bytes > 0 {
+            steps = split(steps, self.split_bytes);
+        }
+        steps
+    }
+
+    /// Whether the faults apply to a request that asked `ask` (see `fault_seed`).
+    pub fn faulty(&self, ask: Ask) -> bool {
+        self.fault_seed.is_none_or(|seed| ask.seed == Some(seed))
     }
 
     fn lines(&self, model: &str, ask: Ask) -> Vec<Step> {
@@ -194,12 +226,15 @@ impl Synth {
         for i in 0..self.think_tokens {
             push(ask.line(model, "", Some(&format!("t{i} "))), &mut steps);
         }
-        let faulty = self.fault_seed.is_none_or(|seed| ask.seed == Some(seed));
+        let faulty = self.faulty(ask);
         let fault_at = |i| if faulty { self.fault_at(i) } else { None };
         for i in 0..self.tokens {
             if let Some(fault) = fault_at(i) {
                 steps.push(fault);
                 return steps;
+            }
+            if let Some(line) = faulty.then(|| self.odd_line(model, ask, i)).flatten() {
+                steps.push(Step::Send(line));
             }
             let token = ask.token(i);
             let mut line = ask.line(model, &token, None);
@@ -235,6 +270,22 @@ impl Synth {
         last["eval_duration"] = json!(900_000);
         push(last, &mut steps);
         steps
+    }
+
+    /// The odd but well-framed line to send before content token `i`, if any: the huge
+    /// token, or a content string with invalid UTF-8 (bytes `ff fe`).
+    fn odd_line(&self, model: &str, ask: Ask, i: u32) -> Option<Bytes> {
+        if self.huge_after == Some(i) {
+            return Some(ndjson(&ask.line(model, &"x".repeat(self.huge_bytes), None)));
+        }
+        if self.bad_utf8_after == Some(i) {
+            let line = ndjson(&ask.line(model, "\u{1}", None));
+            let at = memchr::memmem::find(&line, b"\\u0001")?;
+            let mut bytes = line.to_vec();
+            bytes.splice(at..at + 6, [0xff, 0xfe]);
+            return Some(Bytes::from(bytes));
+        }
+        None
     }
 
     fn fault_at(&self, i: u32) -> Option<Step> {
@@ -289,6 +340,22 @@ fn coalesce(steps: Vec<Step>, max: usize) -> Vec<Step> {
     }
     if !pending.is_empty() {
         out.push(Step::Send(pending.freeze()));
+    }
+    out
+}
+
+/// `steps` with every send cut into sends of at most `size` bytes.
+fn split(steps: Vec<Step>, size: usize) -> Vec<Step> {
+    let mut out = Vec::with_capacity(steps.len());
+    for step in steps {
+        match step {
+            Step::Send(bytes) => out.extend(
+                (0..bytes.len())
+                    .step_by(size)
+                    .map(|at| Step::Send(bytes.slice(at..bytes.len().min(at + size)))),
+            ),
+            other => out.push(other),
+        }
     }
     out
 }

@@ -65,7 +65,9 @@ impl OllamaClient {
     /// # Errors
     /// [`Error::UpstreamUnreachable`] when no connection could be made or it broke before
     /// the headers; [`Error::UpstreamTimeout`] past `upstream.response_timeout_ms`;
-    /// [`Error::UpstreamStatus`] with Ollama's status and `error` text for a non-2xx answer.
+    /// [`Error::UpstreamStatus`] with Ollama's status and `error` text for a non-2xx answer;
+    /// [`Error::UpstreamStream`] (`upstream_malformed`) for a success whose `content-type`
+    /// is neither NDJSON nor JSON (a proxy's HTML page, say).
     pub async fn post_json(&self, path: &str, body: Vec<u8>) -> Result<Response<Incoming>, Error> {
         let request = Request::post(format!("{}{path}", self.base))
             .header(http::header::CONTENT_TYPE, "application/json")
@@ -75,11 +77,37 @@ impl OllamaClient {
             .await
             .map_err(|_| Error::UpstreamTimeout)?
             .map_err(|e| Error::UpstreamUnreachable(error_chain(&e)))?;
-        if response.status().is_success() {
-            return Ok(response);
+        if !response.status().is_success() {
+            return Err(status_error(response).await);
         }
-        Err(status_error(response).await)
+        match response.headers().get(http::header::CONTENT_TYPE) {
+            Some(value) if !is_json_lines(value.as_bytes()) => Err(Error::UpstreamStream {
+                message: format!(
+                    "upstream answered with content-type {}, not an NDJSON stream",
+                    String::from_utf8_lossy(value.as_bytes())
+                ),
+                code: "upstream_malformed",
+            }),
+            _ => Ok(response),
+        }
     }
+}
+
+/// Whether a `content-type` is one Ollama streams with: `application/x-ndjson` (a stream)
+/// or `application/json` (one object), parameters aside.
+fn is_json_lines(content_type: &[u8]) -> bool {
+    let essence = content_type
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    [
+        "application/x-ndjson",
+        "application/json",
+        "application/jsonl",
+    ]
+    .iter()
+    .any(|known| essence.eq_ignore_ascii_case(known.as_bytes()))
 }
 
 impl OllamaClient {
