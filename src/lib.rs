@@ -36,3 +36,4 @@ pub mod routes;
 pub mod server;
 pub mod sse_body;
 pub mod transcode;
+pub mod write_idle;

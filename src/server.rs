@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::observe::RequestObserver;
 use crate::ollama::client::OllamaClient;
 use crate::routes;
+use crate::write_idle::WriteIdle;
 
 /// How often client IPs whose limits are full again are forgotten.
 const EVICT_EVERY: Duration = Duration::from_secs(60);
@@ -142,6 +143,7 @@ pub async fn run(
     let server = &config.config.server;
     let grace = Duration::from_millis(server.shutdown_grace_ms);
     let header_timeout = server.header_read_timeout();
+    let write_idle = server.write_idle_timeout();
     let connection_slots = Arc::new(bounded_semaphore(server.max_connections));
     let state = Arc::new(AppState::new(&config)?);
     warn_if_open(&listener, !state.keys.is_empty());
@@ -173,7 +175,7 @@ pub async fn run(
             }
         });
         let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(TokioIo::new(WriteIdle::new(stream, write_idle)), service)
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

@@ -65,6 +65,10 @@ pub struct ServerConfig {
     /// Time a client has to send a request's headers, in milliseconds; a connection that
     /// has not sent them by then is closed (slowloris). Default 10,000.
     pub header_read_timeout_ms: u64,
+    /// Longest a write to a client may wait, in milliseconds: a client that reads nothing
+    /// for this long (gone, or stalled) is disconnected and its upstream generation
+    /// dropped. Default 60,000.
+    pub write_idle_timeout_ms: u64,
     /// Most client connections open at once; past it the bridge stops accepting until one
     /// closes (the kernel's backlog holds the rest). Default 16,384.
     pub max_connections: usize,
@@ -77,6 +81,7 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             shutdown_grace_ms: 30_000,
             header_read_timeout_ms: 10_000,
+            write_idle_timeout_ms: 60_000,
             max_connections: 16_384,
         }
     }
@@ -86,6 +91,11 @@ impl ServerConfig {
     /// `header_read_timeout_ms` as a duration.
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// `write_idle_timeout_ms` as a duration.
+    pub fn write_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_idle_timeout_ms)
     }
 }
 
@@ -216,6 +226,10 @@ impl Config {
             (
                 "server.header_read_timeout_ms",
                 self.server.header_read_timeout_ms,
+            ),
+            (
+                "server.write_idle_timeout_ms",
+                self.server.write_idle_timeout_ms,
             ),
             ("server.max_connections", self.server.max_connections as u64),
             ("upstream.idle_timeout_ms", self.upstream.idle_timeout_ms),

@@ -69,6 +69,7 @@ struct Shared {
     installed: Mutex<Vec<String>>,
     open_streams: Arc<AtomicUsize>,
     open_connections: Arc<AtomicUsize>,
+    streamed_bytes: Arc<AtomicUsize>,
 }
 
 /// A running fake-ollama.
@@ -92,6 +93,7 @@ impl FakeOllama {
             installed: Mutex::new(Vec::new()),
             open_streams: Arc::default(),
             open_connections: Arc::default(),
+            streamed_bytes: Arc::default(),
         });
         tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Self { addr, shared }
@@ -125,6 +127,11 @@ impl FakeOllama {
     /// Streamed responses (chat or generate) not yet finished or dropped.
     pub fn open_streams(&self) -> usize {
         self.shared.open_streams.load(Ordering::SeqCst)
+    }
+
+    /// Bytes of streamed responses handed to the connections so far.
+    pub fn streamed_bytes(&self) -> usize {
+        self.shared.streamed_bytes.load(Ordering::SeqCst)
     }
 
     /// Client connections open now.
@@ -316,7 +323,18 @@ async fn generation(
         return json_response(StatusCode::OK, &script::whole(&steps));
     }
     let content_type = content_type.as_deref().unwrap_or("application/x-ndjson");
-    stream_response(steps, content_type, Counted::new(&shared.open_streams))
+    let body = ChannelBody {
+        rx: stream_steps(steps),
+        sent: Arc::clone(&shared.streamed_bytes),
+        _open: Counted::new(&shared.open_streams),
+    };
+    let mut response = Response::new(body.boxed());
+    if let Ok(value) = http::HeaderValue::from_str(content_type) {
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, value);
+    }
+    response
 }
 
 /// Counts something (a streamed body, a connection) while it exists.
@@ -336,8 +354,8 @@ impl Drop for Counted {
     }
 }
 
-/// Streams `steps` from a task; the task stops when the connection is gone.
-fn stream_response(steps: Vec<Step>, content_type: &str, guard: Counted) -> Response<FakeBody> {
+/// Sends `steps` from a task; the task stops when the receiver is gone.
+fn stream_steps(steps: Vec<Step>) -> mpsc::Receiver<Result<Bytes, std::io::Error>> {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     tokio::spawn(async move {
         for step in steps {
@@ -359,19 +377,14 @@ fn stream_response(steps: Vec<Step>, content_type: &str, guard: Counted) -> Resp
             }
         }
     });
-    let mut response = Response::new(ChannelBody { rx, _guard: guard }.boxed());
-    if let Ok(value) = http::HeaderValue::from_str(content_type) {
-        response
-            .headers_mut()
-            .insert(http::header::CONTENT_TYPE, value);
-    }
-    response
+    rx
 }
 
 /// A body fed by a channel; an `Err` item aborts the connection.
 struct ChannelBody {
     rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
-    _guard: Counted,
+    sent: Arc<AtomicUsize>,
+    _open: Counted,
 }
 
 impl Body for ChannelBody {
@@ -382,8 +395,10 @@ impl Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|item| item.map(|r| r.map(Frame::data)))
+        let item = std::task::ready!(self.rx.poll_recv(cx));
+        if let Some(Ok(bytes)) = &item {
+            self.sent.fetch_add(bytes.len(), Ordering::SeqCst);
+        }
+        Poll::Ready(item.map(|r| r.map(Frame::data)))
     }
 }

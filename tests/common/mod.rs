@@ -320,6 +320,28 @@ pub async fn send_raw(addr: SocketAddr, path: &str, body: &serde_json::Value) ->
     stream
 }
 
+/// The bridge's `ollama_bridge_active_streams` gauge, scraped.
+pub async fn active_streams(h: &Harness) -> f64 {
+    let reply = request(h.bridge, "GET", "/metrics", "").await;
+    scrape::sum(
+        &scrape::parse(&reply.text()),
+        "ollama_bridge_active_streams",
+        &[],
+    )
+}
+
+/// Polls `condition` every 20 ms for up to `within`; its last answer.
+pub async fn eventually(within: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    condition().await
+}
+
 /// `http://127.0.0.1:<port>` where nothing listens.
 pub async fn closed_upstream() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
