@@ -2,6 +2,9 @@
 //!
 //! Dropping a response body before its end closes that connection, which is how a client's
 //! disconnect stops Ollama's generation.
+//!
+//! A request whose connection fails before any byte of the response arrived (a pooled
+//! connection Ollama closed, say after a restart) is sent once more, on a new connection.
 
 use std::time::Duration;
 
@@ -38,6 +41,8 @@ fn whole(bytes: Bytes) -> UpstreamBody {
 #[derive(Debug, Clone)]
 pub struct OllamaClient {
     http: Client<HttpConnector, UpstreamBody>,
+    /// Never reuses a connection: for the one retry.
+    fresh: Client<HttpConnector, UpstreamBody>,
     base: String,
     response_timeout: Duration,
 }
@@ -48,12 +53,15 @@ impl OllamaClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.connect_timeout()));
-        let http = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_idle_timeout(Duration::from_secs(30))
-            .http1_read_buf_exact_size(UPSTREAM_READ_BUFFER)
-            .build(connector);
+            .http1_read_buf_exact_size(UPSTREAM_READ_BUFFER);
+        let http = builder.build(connector.clone());
+        let fresh = builder.pool_max_idle_per_host(0).build(connector);
         Self {
             http,
+            fresh,
             base: base.to_string().trim_end_matches('/').to_owned(),
             response_timeout: config.response_timeout(),
         }
@@ -69,14 +77,15 @@ impl OllamaClient {
     /// [`Error::UpstreamStream`] (`upstream_malformed`) for a success whose `content-type`
     /// is neither NDJSON nor JSON (a proxy's HTML page, say).
     pub async fn post_json(&self, path: &str, body: Vec<u8>) -> Result<Response<Incoming>, Error> {
-        let request = Request::post(format!("{}{path}", self.base))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(whole(Bytes::from(body)))
-            .map_err(|e| Error::UpstreamUnreachable(e.to_string()))?;
-        let response = tokio::time::timeout(self.response_timeout, self.http.request(request))
+        let (uri, body) = (format!("{}{path}", self.base), Bytes::from(body));
+        let request = || {
+            Request::post(&uri)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(whole(body.clone()))
+        };
+        let response = tokio::time::timeout(self.response_timeout, self.send(request))
             .await
-            .map_err(|_| Error::UpstreamTimeout)?
-            .map_err(|e| Error::UpstreamUnreachable(error_chain(&e)))?;
+            .map_err(|_| Error::UpstreamTimeout)??;
         if !response.status().is_success() {
             return Err(status_error(response).await);
         }
@@ -134,21 +143,18 @@ impl OllamaClient {
         timeout: Duration,
         limit: usize,
     ) -> Result<Bytes, Error> {
-        let mut request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base));
-        if json.is_some() {
-            request = request.header(http::header::CONTENT_TYPE, "application/json");
-        }
-        let request = request
-            .body(whole(json.map(Bytes::from).unwrap_or_default()))
-            .map_err(|e| Error::UpstreamUnreachable(e.to_string()))?;
+        let uri = format!("{}{path}", self.base);
+        let has_body = json.is_some();
+        let body = json.map(Bytes::from).unwrap_or_default();
+        let request = || {
+            let mut request = Request::builder().method(method.clone()).uri(&uri);
+            if has_body {
+                request = request.header(http::header::CONTENT_TYPE, "application/json");
+            }
+            request.body(whole(body.clone()))
+        };
         let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| Error::UpstreamUnreachable(error_chain(&e)))?;
+            let response = self.send(request).await?;
             if !response.status().is_success() {
                 return Err(status_error(response).await);
             }
@@ -163,6 +169,27 @@ impl OllamaClient {
 }
 
 impl OllamaClient {
+    /// Sends the request `build` makes; when its connection fails before the response
+    /// head (not a failure to connect), builds it again and sends it on a new connection.
+    async fn send(
+        &self,
+        build: impl Fn() -> http::Result<Request<UpstreamBody>>,
+    ) -> Result<Response<Incoming>, Error> {
+        let invalid = |e: http::Error| Error::UpstreamUnreachable(e.to_string());
+        let unreachable =
+            |e: hyper_util::client::legacy::Error| Error::UpstreamUnreachable(error_chain(&e));
+        match self.http.request(build().map_err(invalid)?).await {
+            Ok(response) => Ok(response),
+            Err(e) if e.is_connect() => Err(unreachable(e)),
+            Err(e) => {
+                tracing::debug!(error = %error_chain(&e), "upstream connection failed before \
+                    the response; sending the request once more on a new connection");
+                let retry = build().map_err(invalid)?;
+                self.fresh.request(retry).await.map_err(unreachable)
+            }
+        }
+    }
+
     /// Sends `request` (its path and query relative to the base URL) as it is and returns
     /// Ollama's response, whatever its status, once its headers arrived.
     ///
