@@ -340,6 +340,14 @@ impl<T: LineTranscoder> Lanes<T> {
         false
     }
 
+    /// Ends a running stream with `failure`'s error event (nothing if it already ended);
+    /// the upstream requests are dropped.
+    pub fn abort(&mut self, failure: StreamFailure, out: &mut BytesMut) {
+        if self.outcome.is_none() {
+            self.fail(failure, out);
+        }
+    }
+
     /// Ends the stream with `failure`, written as the error event of an open lane.
     fn fail(&mut self, failure: StreamFailure, out: &mut BytesMut) {
         if let Some(lane) = self.lanes.iter_mut().find(|lane| lane.stats.is_none()) {

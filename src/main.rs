@@ -1,4 +1,5 @@
-//! The `ollama-bridge` binary: flags -> configuration -> logging -> `server::run`.
+//! The `ollama-bridge` binary: flags -> configuration -> logging -> `server::serve`;
+//! SIGHUP reloads the configuration file, SIGTERM and Ctrl-C shut down gracefully.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,15 +50,15 @@ async fn main() -> ExitCode {
         .and_then(Option::as_ref)
         .map(|c| c.logging.format);
     init_logging(cli.log_format.or(file_format).unwrap_or_default());
-    let mut config = match loaded {
-        Ok(config) => config.unwrap_or_default(),
-        Err(e) => return fail(&e),
-    };
-    config.apply(Overrides {
+    let overrides = Overrides {
         listen: cli.listen,
         upstream: cli.upstream,
-    });
-    let validated = match config.validate() {
+    };
+    let validated = match loaded.and_then(|config| {
+        let mut config = config.unwrap_or_default();
+        config.apply(overrides.clone());
+        config.validate()
+    }) {
         Ok(v) => v,
         Err(e) => return fail(&e),
     };
@@ -70,7 +71,9 @@ async fn main() -> ExitCode {
         "ollama-bridge listening on http://{local}/v1, upstream Ollama at {}",
         validated.config.upstream.url
     );
-    match ollama_bridge::server::run(listener, validated, shutdown_signal()).await {
+    let (reload_tx, reloads) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(reload_on_sighup(cli.config, overrides, reload_tx));
+    match ollama_bridge::server::serve(listener, validated, shutdown_signal(), reloads).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
@@ -79,6 +82,47 @@ async fn main() -> ExitCode {
 fn fail(error: &dyn std::fmt::Display) -> ExitCode {
     tracing::error!("{error}");
     ExitCode::FAILURE
+}
+
+/// On each SIGHUP: reads `path` again, applies `overrides` (flags, then environment) and
+/// validates it; a valid configuration goes to the server, an invalid one is logged and
+/// the running one stays.
+async fn reload_on_sighup(
+    path: Option<PathBuf>,
+    overrides: Overrides,
+    reloads: tokio::sync::mpsc::Sender<ollama_bridge::config::Validated>,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; configuration reload is off");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let Some(path) = &path else {
+                tracing::warn!("SIGHUP: no --config file to reload");
+                continue;
+            };
+            let reloaded = Config::from_file(path).and_then(|mut config| {
+                config.apply(overrides.clone());
+                config.validate()
+            });
+            match reloaded {
+                Ok(validated) => {
+                    if reloads.send(validated).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::error!(
+                    path = %path.display(),
+                    "configuration reload refused, the running configuration stays: {e}"
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, overrides, reloads);
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -168,6 +168,11 @@ impl RequestObserver {
         self.status = status;
     }
 
+    /// The bridge ended the stream because it is shutting down.
+    pub fn shut_down(&mut self) {
+        self.outcome = Outcome::Rejected("server_shutting_down");
+    }
+
     /// The request failed before its response started: Ollama's fault or the request's.
     pub fn failed(&mut self, error: &crate::error::Error) {
         let status = error.status().as_u16();

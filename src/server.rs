@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use governor::clock::DefaultClock;
@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::Instrument;
 
 use crate::auth::{ApiKey, AuthFailure};
@@ -26,6 +26,9 @@ use crate::observe::RequestObserver;
 use crate::ollama::client::OllamaClient;
 use crate::routes;
 use crate::write_idle::WriteIdle;
+
+/// After the shutdown grace: how long the streams' error events may take to go out.
+const LAST_WRITES: Duration = Duration::from_secs(1);
 
 /// How often client IPs whose limits are full again are forgotten.
 const EVICT_EVERY: Duration = Duration::from_secs(60);
@@ -43,6 +46,8 @@ pub struct AppState {
     pub keys: Vec<ApiKey>,
     /// Rate limits and concurrency caps.
     pub limits: Limits,
+    /// Notified when the shutdown grace is over: every open stream ends with an error event.
+    pub end_streams: Arc<Notify>,
 }
 
 /// When a request arrived, stored in its extensions by the server.
@@ -55,10 +60,39 @@ impl AppState {
     /// # Errors
     /// When the metrics cannot be registered (a bug the tests rule out).
     pub fn new(validated: &Validated) -> Result<Self, prometheus::Error> {
+        Ok(Self::with(
+            validated,
+            Arc::new(Metrics::new()?),
+            Arc::new(Notify::new()),
+            None,
+        ))
+    }
+
+    /// The state for a reloaded configuration: the same metrics and shutdown signal, the
+    /// same upstream client (and its pooled connections) if `[upstream]` is unchanged;
+    /// new keys, limits (their buckets start full) and everything else.
+    pub fn reloaded(&self, validated: &Validated) -> Self {
+        let same_upstream = validated.config.upstream == self.config.upstream;
+        Self::with(
+            validated,
+            Arc::clone(&self.metrics),
+            Arc::clone(&self.end_streams),
+            same_upstream.then(|| self.ollama.clone()),
+        )
+    }
+
+    fn with(
+        validated: &Validated,
+        metrics: Arc<Metrics>,
+        end_streams: Arc<Notify>,
+        ollama: Option<OllamaClient>,
+    ) -> Self {
         let state = Self {
-            ollama: OllamaClient::new(&validated.upstream, &validated.config.upstream),
+            ollama: ollama.unwrap_or_else(|| {
+                OllamaClient::new(&validated.upstream, &validated.config.upstream)
+            }),
             config: validated.config.clone(),
-            metrics: Arc::new(Metrics::new()?),
+            metrics,
             keys: validated.keys.clone(),
             limits: Limits::new(
                 &validated.keys,
@@ -66,9 +100,10 @@ impl AppState {
                 &validated.config.limits,
                 DefaultClock::default(),
             ),
+            end_streams,
         };
         state.init_access_metrics();
-        Ok(state)
+        state
     }
 
     /// Creates the access-control series at 0 (their labels are known: key names, limit
@@ -130,8 +165,35 @@ pub fn open_to_network(ip: IpAddr, has_keys: bool) -> bool {
     !has_keys && !ip.is_loopback()
 }
 
+/// The state requests see; a reload replaces it whole, and requests already running keep
+/// the one they started with.
+#[derive(Debug)]
+struct Current(RwLock<Arc<AppState>>);
+
+impl Current {
+    fn get(&self) -> Arc<AppState> {
+        Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Switches to `validated`, warning about the keys that only a restart applies.
+    fn reload(&self, validated: &Validated) {
+        let old = self.get();
+        let (was, now) = (&old.config, &validated.config);
+        if was.server != now.server || was.logging.format != now.logging.format {
+            tracing::warn!(
+                "[server] and logging.format are read at start-up only: restart to apply \
+                 their new values"
+            );
+        }
+        let new = Arc::new(old.reloaded(validated));
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = new;
+        tracing::info!(keys = validated.keys.len(), "configuration reloaded");
+    }
+}
+
 /// Serves on `listener` until `shutdown` resolves, then stops accepting and lets open
-/// connections finish for up to `server.shutdown_grace_ms` before returning.
+/// connections finish for up to `server.shutdown_grace_ms`; streams still open then end
+/// with an error event, and it returns.
 ///
 /// # Errors
 /// When the metrics cannot be registered (a bug the tests rule out).
@@ -140,14 +202,28 @@ pub async fn run(
     config: Validated,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), prometheus::Error> {
+    serve(listener, config, shutdown, mpsc::channel(1).1).await
+}
+
+/// As [`run`], switching to each configuration received on `reloads` (already validated)
+/// for the requests that start after it; open streams are not disturbed.
+///
+/// # Errors
+/// When the metrics cannot be registered (a bug the tests rule out).
+pub async fn serve(
+    listener: TcpListener,
+    config: Validated,
+    shutdown: impl Future<Output = ()>,
+    mut reloads: mpsc::Receiver<Validated>,
+) -> Result<(), prometheus::Error> {
     let server = &config.config.server;
     let grace = Duration::from_millis(server.shutdown_grace_ms);
     let header_timeout = server.header_read_timeout();
     let write_idle = server.write_idle_timeout();
     let connection_slots = Arc::new(bounded_semaphore(server.max_connections));
-    let state = Arc::new(AppState::new(&config)?);
-    warn_if_open(&listener, !state.keys.is_empty());
-    let evictor = tokio::spawn(evict_idle_clients(Arc::clone(&state)));
+    let current = Arc::new(Current(RwLock::new(Arc::new(AppState::new(&config)?))));
+    warn_if_open(&listener, !config.keys.is_empty());
+    let evictor = tokio::spawn(evict_idle_clients(Arc::clone(&current)));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -160,6 +236,10 @@ pub async fn run(
         let accepted = tokio::select! {
             accepted = accept(&listener, &connection_slots) => accepted,
             () = &mut shutdown => break,
+            Some(new) = reloads.recv() => {
+                current.reload(&new);
+                continue;
+            }
         };
         let Some((stream, peer, slot)) = accepted else {
             continue;
@@ -167,10 +247,10 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let first_request = Arc::new(Notify::new());
         let service = service_fn({
-            let (state, first_request) = (Arc::clone(&state), Arc::clone(&first_request));
+            let (current, first_request) = (Arc::clone(&current), Arc::clone(&first_request));
             move |req| {
                 first_request.notify_one();
-                let state = Arc::clone(&state);
+                let state = current.get();
                 async move { Ok::<_, Infallible>(respond(&state, req, peer).await) }
             }
         });
@@ -186,9 +266,16 @@ pub async fn run(
     evictor.abort();
     drop(listener);
     tracing::info!(connections = graceful.count(), "shutting down");
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing the rest"),
+    let closed = graceful.shutdown();
+    tokio::pin!(closed);
+    if tokio::time::timeout(grace, &mut closed).await.is_ok() {
+        tracing::info!("all connections closed");
+        return Ok(());
+    }
+    tracing::warn!("shutdown grace period over; ending the open streams with an error event");
+    current.get().end_streams.notify_waiters();
+    if tokio::time::timeout(LAST_WRITES, closed).await.is_err() {
+        tracing::warn!("closing the connections that are still open");
     }
     Ok(())
 }
@@ -255,12 +342,12 @@ fn warn_if_open(listener: &TcpListener, has_keys: bool) {
 }
 
 /// Forgets idle client IPs every [`EVICT_EVERY`], so the map stays as small as the traffic.
-async fn evict_idle_clients(state: Arc<AppState>) {
+async fn evict_idle_clients(current: Arc<Current>) {
     let mut every = tokio::time::interval(EVICT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let evicted = state.limits.evict_idle();
+        let evicted = current.get().limits.evict_idle();
         if evicted > 0 {
             tracing::debug!(evicted, "forgot idle client IPs");
         }

@@ -9,17 +9,20 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::{Body, Frame};
+use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep};
 
 use crate::lanes::{Lanes, Outcome};
 use crate::observe::RequestObserver;
 use crate::openai::sse;
-use crate::transcode::LineTranscoder;
+use crate::transcode::{LineTranscoder, StreamFailure};
 
 /// Output gathered from reads that are ready at once is yielded as one frame, up to this size.
 const COALESCE_BYTES: usize = 64 * 1024;
@@ -35,6 +38,9 @@ pub struct SseBody<T> {
     keepalive: Option<Pin<Box<Sleep>>>,
     observer: RequestObserver,
     log_frames: bool,
+    /// Resolves when the server's shutdown grace is over: the stream then ends with an
+    /// error event.
+    shutdown: Pin<Box<OwnedNotified>>,
 }
 
 impl<T> std::fmt::Debug for SseBody<T> {
@@ -48,8 +54,13 @@ impl<T> std::fmt::Debug for SseBody<T> {
 
 impl<T: LineTranscoder> SseBody<T> {
     /// Streams `lanes` (started), writing an SSE comment every `keepalive` until the first
-    /// delta, reporting to `observer`.
-    pub fn new(lanes: Lanes<T>, keepalive: Duration, observer: RequestObserver) -> Self {
+    /// delta, reporting to `observer`; `shutdown`'s `notify_waiters` ends the stream.
+    pub fn new(
+        lanes: Lanes<T>,
+        keepalive: Duration,
+        observer: RequestObserver,
+        shutdown: Arc<Notify>,
+    ) -> Self {
         Self {
             lanes,
             ended: false,
@@ -58,6 +69,7 @@ impl<T: LineTranscoder> SseBody<T> {
             keepalive: Some(Box::pin(tokio::time::sleep(keepalive))),
             observer,
             log_frames: false,
+            shutdown: Box::pin(shutdown.notified_owned()),
         }
     }
 
@@ -82,6 +94,11 @@ impl<T: LineTranscoder> SseBody<T> {
                 self.observer
                     .set_model(self.lanes.upstream_model().unwrap_or_default());
                 self.observer.completed(stats);
+            }
+            Some(Outcome::Failed(StreamFailure::ShuttingDown)) => {
+                self.ended = true;
+                tracing::warn!(parent: self.observer.span(), "stream ended by the shutdown");
+                self.observer.shut_down();
             }
             Some(Outcome::Failed(failure)) => {
                 self.ended = true;
@@ -113,6 +130,10 @@ impl<T: LineTranscoder + Unpin> Body for SseBody<T> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
+        if !this.ended && this.shutdown.as_mut().poll(cx).is_ready() {
+            this.lanes.abort(StreamFailure::ShuttingDown, &mut this.out);
+            this.report();
+        }
         if !this.ended {
             let begin = Instant::now();
             let read = this

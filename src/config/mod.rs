@@ -52,7 +52,7 @@ pub struct Config {
 }
 
 /// `[server]` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on, `host:port`. Default `127.0.0.1:8080`.
@@ -100,7 +100,7 @@ impl ServerConfig {
 }
 
 /// `[upstream]` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     /// Base URL of the Ollama server, `http://host:port` (a path prefix is kept).

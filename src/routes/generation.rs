@@ -92,7 +92,12 @@ pub fn stream<T: LineTranscoder + Send + Unpin + 'static>(
     observer: RequestObserver,
 ) -> Response<BoxBody> {
     let config = &state.config;
-    let mut body = SseBody::new(lanes, config.upstream.keepalive(), observer);
+    let mut body = SseBody::new(
+        lanes,
+        config.upstream.keepalive(),
+        observer,
+        Arc::clone(&state.end_streams),
+    );
     body.log_frames(config.logging.log_bodies);
     let mut response = Response::new(BoxBody::new(body));
     let headers = response.headers_mut();

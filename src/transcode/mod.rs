@@ -121,6 +121,8 @@ pub enum StreamFailure {
     Disconnected(String),
     /// No bytes arrived for `upstream.idle_timeout_ms`.
     IdleTimeout(Duration),
+    /// The bridge is shutting down and `server.shutdown_grace_ms` is over.
+    ShuttingDown,
 }
 
 impl StreamFailure {
@@ -131,6 +133,7 @@ impl StreamFailure {
             Self::Malformed(_) | Self::LineTooLong(_) => "malformed",
             Self::Disconnected(_) => "disconnected",
             Self::IdleTimeout(_) => "timeout",
+            Self::ShuttingDown => "shutdown",
         }
     }
 
@@ -141,6 +144,7 @@ impl StreamFailure {
             Self::Malformed(_) | Self::LineTooLong(_) => "upstream_malformed",
             Self::Disconnected(_) => "upstream_disconnected",
             Self::IdleTimeout(_) => "upstream_timeout",
+            Self::ShuttingDown => "server_shutting_down",
         }
     }
 }
@@ -157,6 +161,9 @@ impl std::fmt::Display for StreamFailure {
             Self::IdleTimeout(after) => {
                 write!(f, "upstream sent nothing for {} ms", after.as_millis())
             }
+            Self::ShuttingDown => f.write_str(
+                "the server is shutting down and its grace period for open streams is over",
+            ),
         }
     }
 }
