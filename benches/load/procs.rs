@@ -83,7 +83,13 @@ pub async fn fake_ollama(tokens: u32, rate: f64, delay_ms: u64) -> Server {
 
 /// The release bridge in front of `upstream`, with its default configuration and JSON logs.
 pub async fn bridge(upstream: SocketAddr) -> Server {
+    bridge_logging(upstream, "info").await
+}
+
+/// As [`bridge`], logging at `level` (`RUST_LOG`).
+pub async fn bridge_logging(upstream: SocketAddr, level: &str) -> Server {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ollama-bridge"));
+    command.env("RUST_LOG", level);
     command.args(["--listen", "127.0.0.1:0", "--log-format", "json"]);
     command.args(["--upstream", &format!("http://{upstream}")]);
     spawn_logging_address(command).await
