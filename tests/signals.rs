@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::binary::{bridge, log_entries, start_json};
+use common::binary::{LogLines, bridge, log_entries, start_json};
 use common::{Reply, chat_body, chat_transcripts, request_with, synth_text};
 use ollama_bridge::fake_ollama::FakeOllama;
 use serde_json::Value;
@@ -34,6 +34,19 @@ fn config_file(name: &str, text: &str) -> PathBuf {
         std::env::temp_dir().join(format!("ollama-bridge-{name}-{}.toml", std::process::id()));
     std::fs::write(&path, text).expect("write config");
     path
+}
+
+/// The binary with `--config path`, in front of `fake`.
+async fn start_with_config(
+    fake: &FakeOllama,
+    path: &std::path::Path,
+) -> (tokio::process::Child, SocketAddr, LogLines) {
+    let mut command = bridge();
+    command
+        .arg("--config")
+        .arg(path)
+        .args(["--listen", "127.0.0.1:0", "--upstream", &fake.url()]);
+    start_json(command).await
 }
 
 async fn chat_as(addr: SocketAddr, key: &str, body: &Value) -> Reply {
@@ -63,12 +76,7 @@ async fn wait_for_request(fake: &FakeOllama) {
 async fn sigterm_past_the_grace_ends_open_streams_with_an_error_event_and_exits_0() {
     let fake = FakeOllama::start(chat_transcripts()).await.expect("fake");
     let path = config_file("grace", "[server]\nshutdown_grace_ms = 300\n");
-    let mut command = bridge();
-    command
-        .arg("--config")
-        .arg(&path)
-        .args(["--listen", "127.0.0.1:0", "--upstream", &fake.url()]);
-    let (mut child, addr, mut logs) = start_json(command).await;
+    let (mut child, addr, mut logs) = start_with_config(&fake, &path).await;
     let _ = std::fs::remove_file(&path);
     // 100 tokens at 20 per second: 5 s, far past the grace.
     let body = chat_body("synth?tokens=100&rate=20", true);
@@ -114,12 +122,7 @@ async fn sighup_reloads_keys_and_aliases_without_dropping_streams() {
         "reload",
         "[[auth.keys]]\nname = \"one\"\nkey = \"sk-one\"\n",
     );
-    let mut command = bridge();
-    command
-        .arg("--config")
-        .arg(&path)
-        .args(["--listen", "127.0.0.1:0", "--upstream", &fake.url()]);
-    let (mut child, addr, mut logs) = start_json(command).await;
+    let (mut child, addr, mut logs) = start_with_config(&fake, &path).await;
 
     // A stream of 1.5 s with the old key runs across the reload.
     let body = chat_body("synth?tokens=30&rate=20", true);
