@@ -6,6 +6,9 @@
 //! cargo bench --bench soak -- --k 10000 --seconds 600
 //! ```
 //!
+//! `--bridge-log FILTER` sets the bridge's `RUST_LOG` (default: info, with the per-stream
+//! failure warnings off).
+//!
 //! fake-ollama and the bridge are release child processes (as in the load bench); K client
 //! slots share HTTP/2 connections (100 streams each) and run streams back to back until
 //! the time is up. Each stream is, by a fixed pseudo-random draw: healthy (90 %, 20 tokens at
@@ -67,19 +70,24 @@ fn main() {
             .unwrap_or(default)
     };
     let (k, seconds) = (arg("--k", 10_000) as usize, arg("--seconds", 600));
+    // The expected stream failures are logged as warnings: errors only, for the streams.
+    let log = args
+        .windows(2)
+        .find(|w| w[0] == "--bridge-log")
+        .map_or("info,ollama_bridge::sse_body=error", |w| w[1].as_str())
+        .to_owned();
     let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
     eprintln!("soak: {k} streams for {seconds} s (open-files limit {nofile})");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("runtime: {e}"));
-    runtime.block_on(soak(k, Duration::from_secs(seconds)));
+    runtime.block_on(soak(k, Duration::from_secs(seconds), &log));
 }
 
-async fn soak(k: usize, length: Duration) {
+async fn soak(k: usize, length: Duration, log: &str) {
     let fake = procs::fake_ollama(20, 2.0, 0).await;
-    // The expected stream failures are logged as warnings: errors only, for the streams.
-    let bridge = procs::bridge_logging(fake.addr, "info,ollama_bridge::sse_body=error").await;
+    let bridge = procs::bridge_logging(fake.addr, log).await;
     let counts = Arc::new(Counts::default());
     let start = Instant::now();
     let end = start + length;
