@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::observe::RequestObserver;
 use crate::ollama::client::OllamaClient;
 use crate::routes;
+use crate::sse_body::EndStreams;
 use crate::write_idle::WriteIdle;
 
 /// After the shutdown grace: how long the streams' error events may take to go out.
@@ -46,8 +47,8 @@ pub struct AppState {
     pub keys: Vec<ApiKey>,
     /// Rate limits and concurrency caps.
     pub limits: Limits,
-    /// Notified when the shutdown grace is over: every open stream ends with an error event.
-    pub end_streams: Arc<Notify>,
+    /// Fired when the shutdown grace is over: every open stream ends with an error event.
+    pub end_streams: Arc<EndStreams>,
 }
 
 /// When a request arrived, stored in its extensions by the server.
@@ -63,7 +64,7 @@ impl AppState {
         Ok(Self::with(
             validated,
             Arc::new(Metrics::new()?),
-            Arc::new(Notify::new()),
+            Arc::default(),
             None,
         ))
     }
@@ -84,7 +85,7 @@ impl AppState {
     fn with(
         validated: &Validated,
         metrics: Arc<Metrics>,
-        end_streams: Arc<Notify>,
+        end_streams: Arc<EndStreams>,
         ollama: Option<OllamaClient>,
     ) -> Self {
         let state = Self {
@@ -273,7 +274,7 @@ pub async fn serve(
         return Ok(());
     }
     tracing::warn!("shutdown grace period over; ending the open streams with an error event");
-    current.get().end_streams.notify_waiters();
+    current.get().end_streams.end_all();
     if tokio::time::timeout(LAST_WRITES, closed).await.is_err() {
         tracing::warn!("closing the connections that are still open");
     }

@@ -10,6 +10,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,6 +28,23 @@ use crate::transcode::{LineTranscoder, StreamFailure};
 /// Output gathered from reads that are ready at once is yielded as one frame, up to this size.
 const COALESCE_BYTES: usize = 64 * 1024;
 
+/// Tells every open stream that the shutdown grace is over: each then writes one error
+/// event and ends. Shared by all streams; a stream takes its lock once (to leave its
+/// waker), then reads one flag per poll.
+#[derive(Debug, Default)]
+pub struct EndStreams {
+    ended: AtomicBool,
+    wake: Arc<Notify>,
+}
+
+impl EndStreams {
+    /// Ends every open stream (they are woken) and every stream that starts later.
+    pub fn end_all(&self) {
+        self.ended.store(true, Ordering::Release);
+        self.wake.notify_waiters();
+    }
+}
+
 /// The SSE body of one streamed completion (chat or text), of one or more choices.
 pub struct SseBody<T> {
     lanes: Lanes<T>,
@@ -38,9 +56,11 @@ pub struct SseBody<T> {
     keepalive: Option<Pin<Box<Sleep>>>,
     observer: RequestObserver,
     log_frames: bool,
-    /// Resolves when the server's shutdown grace is over: the stream then ends with an
-    /// error event.
-    shutdown: Pin<Box<OwnedNotified>>,
+    end: Arc<EndStreams>,
+    /// Wakes this stream's task when `end` fires; polled once, so that it holds the
+    /// waker (hyper polls a body from one task throughout).
+    end_wake: Pin<Box<OwnedNotified>>,
+    end_wake_set: bool,
 }
 
 impl<T> std::fmt::Debug for SseBody<T> {
@@ -54,12 +74,12 @@ impl<T> std::fmt::Debug for SseBody<T> {
 
 impl<T: LineTranscoder> SseBody<T> {
     /// Streams `lanes` (started), writing an SSE comment every `keepalive` until the first
-    /// delta, reporting to `observer`; `shutdown`'s `notify_waiters` ends the stream.
+    /// delta, reporting to `observer`; [`EndStreams::end_all`] on `end` ends the stream.
     pub fn new(
         lanes: Lanes<T>,
         keepalive: Duration,
         observer: RequestObserver,
-        shutdown: Arc<Notify>,
+        end: Arc<EndStreams>,
     ) -> Self {
         Self {
             lanes,
@@ -69,7 +89,9 @@ impl<T: LineTranscoder> SseBody<T> {
             keepalive: Some(Box::pin(tokio::time::sleep(keepalive))),
             observer,
             log_frames: false,
-            shutdown: Box::pin(shutdown.notified_owned()),
+            end_wake: Box::pin(Arc::clone(&end.wake).notified_owned()),
+            end,
+            end_wake_set: false,
         }
     }
 
@@ -108,6 +130,19 @@ impl<T: LineTranscoder> SseBody<T> {
         }
     }
 
+    /// Whether the shutdown asked the stream to end; leaves the task's waker with the
+    /// signal on the first call.
+    fn end_requested(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.end.ended.load(Ordering::Acquire) {
+            return true;
+        }
+        if !self.end_wake_set {
+            self.end_wake_set = true;
+            return self.end_wake.as_mut().poll(cx).is_ready();
+        }
+        false
+    }
+
     /// With nothing to send: the keep-alive comment until the first delta.
     fn poll_keepalive(&mut self, cx: &mut Context<'_>) {
         if let Some(keepalive) = self.keepalive.as_mut() {
@@ -130,7 +165,7 @@ impl<T: LineTranscoder + Unpin> Body for SseBody<T> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
-        if !this.ended && this.shutdown.as_mut().poll(cx).is_ready() {
+        if !this.ended && this.end_requested(cx) {
             this.lanes.abort(StreamFailure::ShuttingDown, &mut this.out);
             this.report();
         }
