@@ -275,13 +275,12 @@ impl<T: LineTranscoder> Lanes<T> {
         cx: &mut Context<'_>,
         out: &mut BytesMut,
     ) {
+        if self.lanes[i].framed.take_delta() && !self.first_delta {
+            self.first_delta = true;
+            self.first_delta_unseen = true;
+        }
         match progress {
-            Progress::Open { delta } => {
-                if delta && !self.first_delta {
-                    self.first_delta = true;
-                    self.first_delta_unseen = true;
-                }
-            }
+            Progress::Open => {}
             Progress::Done(stats) => {
                 let lane = &mut self.lanes[i];
                 lane.stats = Some(stats);

@@ -124,6 +124,8 @@ impl<T: LineTranscoder> SseBody<T> {
             }
             Some(Outcome::Failed(failure)) => {
                 self.ended = true;
+                self.observer
+                    .set_model(self.lanes.upstream_model().unwrap_or_default());
                 tracing::warn!(parent: self.observer.span(), %failure, "stream failed");
                 self.observer.upstream_failed(failure.kind(), 200);
             }

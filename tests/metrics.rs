@@ -254,3 +254,34 @@ async fn readyz_is_503_while_ollama_is_away() {
     assert_eq!(request(h.bridge, "GET", "/metrics", "").await.status, 404);
     h.stop().await;
 }
+
+/// Lines that reach the bridge in one read (fake-ollama without a rate writes them
+/// together) still count their first token and model, whether the read ends the stream with
+/// Ollama's last chunk or with an error line.
+#[tokio::test]
+async fn a_stream_read_at_once_is_still_timed_and_labelled() {
+    let h = Harness::start().await;
+    let rounds = 20;
+    for _ in 0..rounds {
+        for model in ["synth?tokens=3", "synth?tokens=6&error_after=3"] {
+            let reply = chat(h.bridge, &chat_body(model, true)).await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            assert!(reply.text().contains("w2 "), "{}", reply.text());
+        }
+    }
+    let m = scrape(&h).await;
+    assert_eq!(
+        sum(&m, &format!("{TTFT}_count"), &[SYNTH]),
+        f64::from(2 * rounds)
+    );
+    let by_outcome = |error_type| {
+        sum(
+            &m,
+            "gen_ai_server_request_duration_seconds_count",
+            &[SYNTH, ("error_type", error_type)],
+        )
+    };
+    assert_eq!(by_outcome(""), f64::from(rounds));
+    assert_eq!(by_outcome("upstream_error"), f64::from(rounds));
+    h.stop().await;
+}

@@ -215,13 +215,14 @@ async fn a_real_prometheus_scrapes_the_bridge_and_the_dashboard_holds() {
     // The traffic is over: Prometheus must come to the count the bridge exposes (4 or 5: the
     // disconnected stream may have left before its first token).
     let ttft_count = "sum(gen_ai_server_time_to_first_token_seconds_count)";
-    let samples = parse(&request(h.bridge, "GET", "/metrics", "").await.text());
+    let exposition = request(h.bridge, "GET", "/metrics", "").await.text();
+    let samples = parse(&exposition);
     let expected = common::scrape::sum(
         &samples,
         "gen_ai_server_time_to_first_token_seconds_count",
         &[],
     );
-    assert!(expected >= 4.0, "{expected}");
+    assert!(expected >= 4.0, "{expected}: {exposition}");
     let expected = expected.to_string();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {

@@ -22,7 +22,7 @@ fn transcode(transcript: &[u8], cuts: &[usize]) -> (Bytes, Progress) {
     let mut framed = Framed::new(chat, 1 << 20);
     let mut out = BytesMut::new();
     let mut start = 0;
-    let mut last = Progress::Open { delta: false };
+    let mut last = Progress::Open;
     for &end in cuts.iter().chain(std::iter::once(&transcript.len())) {
         if end > start {
             last = framed.on_read(Bytes::copy_from_slice(&transcript[start..end]), &mut out);

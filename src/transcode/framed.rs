@@ -11,12 +11,8 @@ use crate::transcode::{FinalStats, LineTranscoder, Step, StreamFailure};
 /// What a read did to the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
-    /// The stream goes on; `delta` says whether a content, reasoning or tool-call delta was
-    /// written.
-    Open {
-        /// A delta was written.
-        delta: bool,
-    },
+    /// The stream goes on.
+    Open,
     /// The last chunk was read and the choice's finish chunk written; the stream's end
     /// (usage, `[DONE]`) is [`LineTranscoder::end_stream`], once every choice is done.
     Done(FinalStats),
@@ -29,6 +25,8 @@ pub enum Progress {
 pub struct Framed<T> {
     framer: NdjsonFramer,
     transcoder: T,
+    /// A content, reasoning or tool-call delta was written since [`Framed::take_delta`].
+    delta: bool,
 }
 
 impl<T: LineTranscoder> Framed<T> {
@@ -37,6 +35,7 @@ impl<T: LineTranscoder> Framed<T> {
         Self {
             framer: NdjsonFramer::new(max_line),
             transcoder,
+            delta: false,
         }
     }
 
@@ -50,6 +49,12 @@ impl<T: LineTranscoder> Framed<T> {
         self.transcoder
     }
 
+    /// `true` once after a read that wrote a content, reasoning or tool-call delta, however
+    /// that read ended (the same read may carry the last chunk or an error line).
+    pub fn take_delta(&mut self) -> bool {
+        std::mem::take(&mut self.delta)
+    }
+
     /// Whether the stream ended (done or failed).
     pub fn is_ended(&self) -> bool {
         self.transcoder.is_ended()
@@ -58,19 +63,18 @@ impl<T: LineTranscoder> Framed<T> {
     /// Takes one upstream read, writing the frames of every line it completes to `out`.
     pub fn on_read(&mut self, data: Bytes, out: &mut BytesMut) -> Progress {
         if self.transcoder.is_ended() {
-            return Progress::Open { delta: false };
+            return Progress::Open;
         }
         self.framer.push(data);
-        let mut delta = false;
         loop {
             let line = match self.framer.next_line() {
                 Ok(Some(line)) => line,
-                Ok(None) => return Progress::Open { delta },
+                Ok(None) => return Progress::Open,
                 Err(e) => return self.fail(StreamFailure::LineTooLong(e.limit), out),
             };
             match self.transcoder.on_line(&line, out) {
                 Ok(Step::Quiet) => {}
-                Ok(Step::Delta) => delta = true,
+                Ok(Step::Delta) => self.delta = true,
                 Ok(Step::Done(stats)) => return Progress::Done(stats),
                 Err(failure) => return self.fail(failure, out),
             }
@@ -82,12 +86,13 @@ impl<T: LineTranscoder> Framed<T> {
         if let Some(line) = self.framer.finish() {
             match self.transcoder.on_line(&line, out) {
                 Ok(Step::Done(stats)) => return Progress::Done(stats),
-                Ok(_) => {}
+                Ok(Step::Delta) => self.delta = true,
+                Ok(Step::Quiet) => {}
                 Err(failure) => return self.fail(failure, out),
             }
         }
         if self.transcoder.is_ended() {
-            return Progress::Open { delta: false };
+            return Progress::Open;
         }
         self.fail(
             StreamFailure::Disconnected(

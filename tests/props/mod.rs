@@ -48,7 +48,7 @@ fn transcode(data: &[u8], sizes: &mut dyn Iterator<Item = usize>) -> (Bytes, Pro
         MAX_LINE,
     );
     let mut out = BytesMut::new();
-    let mut progress = Progress::Open { delta: false };
+    let mut progress = Progress::Open;
     let mut rest = data;
     while !rest.is_empty() && !framed.is_ended() {
         let size = sizes.next().unwrap_or(rest.len()).clamp(1, rest.len());
@@ -113,7 +113,7 @@ fn check_sse(out: &[u8], progress: &Progress) {
             let error = event_of(json).error.expect("error event");
             assert_eq!(error.kind, "api_error", "{json}");
         }
-        Progress::Open { .. } => panic!("the stream neither finished nor failed"),
+        Progress::Open => panic!("the stream neither finished nor failed"),
     }
 }
 
