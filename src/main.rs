@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use ollama_bridge::config::{Config, LogFormat, Overrides};
 
+/// mimalloc rather than glibc's malloc: in the 10-minute soak (README "Reliability") the
+/// live heap stayed flat while glibc's RSS rose 19 % and was still rising; with mimalloc the
+/// RSS holds its level from the first minute, about where glibc's ends.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Serves the OpenAI API in front of an Ollama server.
 #[derive(Debug, Parser)]
 #[command(version, about)]
