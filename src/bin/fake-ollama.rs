@@ -1,6 +1,6 @@
 //! `fake-ollama`: a deterministic Ollama stand-in (see `ollama_bridge::fake_ollama`).
 //!
-//! `fake-ollama --listen 127.0.0.1:11434 --transcripts tests/fixtures/ollama --tokens 100
+//! `fake-ollama --listen 127.0.0.1:11434 --transcripts tests/fixtures/recorded-local --tokens 100
 //! --rate 20` replays the transcripts by name and synthesises `synth` streams.
 
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use ollama_bridge::fake_ollama::{FakeOllama, Synth, load_transcripts};
 /// Serves a fake Ollama API: transcripts replayed by model name, synthetic streams for
 /// model `synth` (or `synth?tokens=N&rate=R&…`), 404 for other models.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:11434")]
