@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::binary::{LogLines, bridge, log_entries, start_json};
-use common::{Reply, chat_body, chat_transcripts, request_with, synth_text};
+use common::{Reply, chat_body, chat_transcripts, eventually, request_with, synth_text};
 use ollama_bridge::fake_ollama::FakeOllama;
 use serde_json::Value;
 use tokio::process::Command;
@@ -62,14 +62,8 @@ async fn chat_as(addr: SocketAddr, key: &str, body: &Value) -> Reply {
 }
 
 async fn wait_for_request(fake: &FakeOllama) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while fake.requests().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no request reached fake-ollama"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let arrived = eventually(Duration::from_secs(5), async || !fake.requests().is_empty()).await;
+    assert!(arrived, "no request reached fake-ollama");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
