@@ -17,19 +17,18 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::Response;
-use http_body::Body;
-use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::error::Error;
 use crate::ollama::client::error_chain;
+use crate::ollama::h1::ResponseBody;
 use crate::openai::sse::Usage;
 use crate::transcode::framed::{Framed, Progress};
 use crate::transcode::{FinalStats, LineTranscoder, StreamFailure};
 
-/// An upstream request on its way: resolves to Ollama's response once its headers arrived.
-pub type PendingResponse = Pin<Box<dyn Future<Output = Result<Response<Incoming>, Error>> + Send>>;
+/// An upstream request on its way: resolves to Ollama's response body once its headers
+/// arrived.
+pub type PendingResponse = Pin<Box<dyn Future<Output = Result<ResponseBody, Error>> + Send>>;
 
 /// How the generations ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +46,7 @@ pub enum Outcome {
 
 enum Upstream {
     Connecting(PendingResponse),
-    Reading(Incoming),
+    Reading(ResponseBody),
     Closed,
 }
 
@@ -141,8 +140,8 @@ impl<T: LineTranscoder> Lanes<T> {
                 continue;
             };
             match response.as_mut().poll(cx) {
-                Poll::Ready(Ok(response)) => {
-                    lane.upstream = Upstream::Reading(response.into_body());
+                Poll::Ready(Ok(body)) => {
+                    lane.upstream = Upstream::Reading(body);
                     self.connecting -= 1;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -233,8 +232,8 @@ impl<T: LineTranscoder> Lanes<T> {
             let progress = match &mut lane.upstream {
                 Upstream::Closed => return,
                 Upstream::Connecting(response) => match response.as_mut().poll(cx) {
-                    Poll::Ready(Ok(response)) => {
-                        lane.upstream = Upstream::Reading(response.into_body());
+                    Poll::Ready(Ok(body)) => {
+                        lane.upstream = Upstream::Reading(body);
                         self.connecting -= 1;
                         self.last_read = now;
                         continue;
@@ -242,14 +241,11 @@ impl<T: LineTranscoder> Lanes<T> {
                     Poll::Ready(Err(e)) => lane.framed.fail(failure_of(&e), out),
                     Poll::Pending => return,
                 },
-                Upstream::Reading(body) => match Pin::new(body).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                        Ok(data) => {
-                            self.last_read = now;
-                            lane.framed.on_read(data, out)
-                        }
-                        Err(_) => continue,
-                    },
+                Upstream::Reading(body) => match body.poll_data(cx) {
+                    Poll::Ready(Some(Ok(data))) => {
+                        self.last_read = now;
+                        lane.framed.on_read(data, out)
+                    }
                     Poll::Ready(Some(Err(e))) => lane
                         .framed
                         .fail(StreamFailure::Disconnected(error_chain(&e)), out),
@@ -284,12 +280,11 @@ impl<T: LineTranscoder> Lanes<T> {
             Progress::Done(stats) => {
                 let lane = &mut self.lanes[i];
                 lane.stats = Some(stats);
-                if let Upstream::Reading(body) = &mut lane.upstream {
-                    // One more poll usually sees the end of the body, so the connection
-                    // goes back to the pool; otherwise dropping the body closes it.
-                    let _ = Pin::new(body).poll_frame(cx);
+                if let Upstream::Reading(body) =
+                    std::mem::replace(&mut lane.upstream, Upstream::Closed)
+                {
+                    body.release(cx);
                 }
-                lane.upstream = Upstream::Closed;
                 self.open -= 1;
                 if self.open == 0 {
                     self.finish(out);

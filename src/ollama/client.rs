@@ -1,4 +1,6 @@
 //! The upstream HTTP client: pooled keep-alive connections to one Ollama server, TCP_NODELAY.
+//! Generation requests, the hot path, go through [`Connections`]; the others (model list,
+//! embeddings, native passthrough) through hyper's pooled client.
 //!
 //! Dropping a response body before its end closes that connection, which is how a client's
 //! disconnect stops Ollama's generation.
@@ -6,6 +8,7 @@
 //! A request whose connection fails before any byte of the response arrived (a pooled
 //! connection Ollama closed, say after a restart) is sent once more, on a new connection.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +22,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::config::UpstreamConfig;
 use crate::error::Error;
+use crate::ollama::h1::{Connections, ResponseBody};
 
 /// Bytes read from an upstream connection at a time: Ollama writes one short line per
 /// token, so a small buffer is enough and keeps an open stream's memory low; a burst of
@@ -27,6 +31,12 @@ const UPSTREAM_READ_BUFFER: usize = 4096;
 
 /// Largest upstream error body read, in bytes.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// How long an upstream error body is waited for.
+const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long an idle keep-alive connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A request body sent to Ollama: a whole JSON body, or a client's body streamed through.
 pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -40,6 +50,9 @@ fn whole(bytes: Bytes) -> UpstreamBody {
 /// A pooled client for one Ollama server.
 #[derive(Debug, Clone)]
 pub struct OllamaClient {
+    /// The generation requests' connections (the hot path).
+    generations: Arc<Connections>,
+    /// Every other request's.
     http: Client<HttpConnector, UpstreamBody>,
     /// Never reuses a connection: for the one retry.
     fresh: Client<HttpConnector, UpstreamBody>,
@@ -55,11 +68,16 @@ impl OllamaClient {
         connector.set_connect_timeout(Some(config.connect_timeout()));
         let mut builder = Client::builder(TokioExecutor::new());
         builder
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .http1_read_buf_exact_size(UPSTREAM_READ_BUFFER);
         let http = builder.build(connector.clone());
         let fresh = builder.pool_max_idle_per_host(0).build(connector);
         Self {
+            generations: Arc::new(Connections::new(
+                base,
+                config.connect_timeout(),
+                POOL_IDLE_TIMEOUT,
+            )),
             http,
             fresh,
             base: base.to_string().trim_end_matches('/').to_owned(),
@@ -67,8 +85,9 @@ impl OllamaClient {
         }
     }
 
-    /// `POST {base}{path}` with a JSON body; returns the response once its headers arrived
-    /// with a success status.
+    /// `POST {base}{path}` with a JSON body, on the generation requests' own connections
+    /// ([`Connections`]); returns the response body once the head arrived with a success
+    /// status.
     ///
     /// # Errors
     /// [`Error::UpstreamUnreachable`] when no connection could be made or it broke before
@@ -76,28 +95,29 @@ impl OllamaClient {
     /// [`Error::UpstreamStatus`] with Ollama's status and `error` text for a non-2xx answer;
     /// [`Error::UpstreamStream`] (`upstream_malformed`) for a success whose `content-type`
     /// is neither NDJSON nor JSON (a proxy's HTML page, say).
-    pub async fn post_json(&self, path: &str, body: Vec<u8>) -> Result<Response<Incoming>, Error> {
-        let (uri, body) = (format!("{}{path}", self.base), Bytes::from(body));
-        let request = || {
-            Request::post(&uri)
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(whole(body.clone()))
-        };
-        let response = tokio::time::timeout(self.response_timeout, self.send(request))
+    pub async fn post_json(&self, path: &str, body: Vec<u8>) -> Result<ResponseBody, Error> {
+        let exchange = self.generations.post_json(path, &body);
+        let (head, body) = tokio::time::timeout(self.response_timeout, exchange)
             .await
-            .map_err(|_| Error::UpstreamTimeout)??;
-        if !response.status().is_success() {
-            return Err(status_error(response).await);
+            .map_err(|_| Error::UpstreamTimeout)?
+            .map_err(|e| Error::UpstreamUnreachable(e.to_string()))?;
+        if !head.status.is_success() {
+            let text = tokio::time::timeout(ERROR_BODY_TIMEOUT, body.collect(MAX_ERROR_BODY));
+            let text = match text.await {
+                Ok(Ok(text)) => text,
+                _ => Bytes::new(),
+            };
+            return Err(status_error(head.status, &text));
         }
-        match response.headers().get(http::header::CONTENT_TYPE) {
-            Some(value) if !is_json_lines(value.as_bytes()) => Err(Error::UpstreamStream {
+        match head.content_type {
+            Some(value) if !is_json_lines(&value) => Err(Error::UpstreamStream {
                 message: format!(
                     "upstream answered with content-type {}, not an NDJSON stream",
-                    String::from_utf8_lossy(value.as_bytes())
+                    String::from_utf8_lossy(&value)
                 ),
                 code: "upstream_malformed",
             }),
-            _ => Ok(response),
+            _ => Ok(body),
         }
     }
 }
@@ -156,7 +176,7 @@ impl OllamaClient {
         let exchange = async {
             let response = self.send(request).await?;
             if !response.status().is_success() {
-                return Err(status_error(response).await);
+                return Err(read_status_error(response).await);
             }
             let body = Limited::new(response.into_body(), limit).collect().await;
             body.map(|c| c.to_bytes())
@@ -215,24 +235,30 @@ impl OllamaClient {
 }
 
 /// Reads Ollama's `{"error":"…"}` body into an [`Error::UpstreamStatus`].
-async fn status_error(response: Response<Incoming>) -> Error {
+async fn read_status_error(response: Response<Incoming>) -> Error {
     let status = response.status();
     let body = Limited::new(response.into_body(), MAX_ERROR_BODY);
-    let bytes = match tokio::time::timeout(Duration::from_secs(5), body.collect()).await {
+    let bytes = match tokio::time::timeout(ERROR_BODY_TIMEOUT, body.collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         _ => Bytes::new(),
     };
+    status_error(status, &bytes)
+}
+
+/// Ollama's `{"error":"…"}` body (or whatever text came) as an [`Error::UpstreamStatus`];
+/// a status that is not an error becomes 502.
+fn status_error(status: StatusCode, bytes: &[u8]) -> Error {
     #[derive(serde::Deserialize)]
     struct OllamaError {
         error: String,
     }
-    let message = match serde_json::from_slice::<OllamaError>(&bytes) {
+    let message = match serde_json::from_slice::<OllamaError>(bytes) {
         Ok(e) => e.error,
         Err(_) if bytes.is_empty() => format!(
             "upstream answered {}",
             status.canonical_reason().unwrap_or(status.as_str())
         ),
-        Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
     };
     let status = if status.is_client_error() || status.is_server_error() {
         status

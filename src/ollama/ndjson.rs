@@ -77,8 +77,9 @@ impl NdjsonFramer {
                 });
             }
             self.partial.extend_from_slice(&self.read);
-            self.read.clear();
         }
+        // Let go of the read, so that its buffer is free to take the next one.
+        self.read = Bytes::new();
         Ok(None)
     }
 

@@ -19,6 +19,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use ollama_bridge::config::Config;
 use ollama_bridge::fake_ollama::{FakeOllama, load_transcripts};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -209,7 +210,6 @@ pub fn seeded_synth_text(seed: i64, tokens: usize) -> String {
 
 /// Reads `stream` until `marker` has appeared `count` times (5 s per read).
 pub async fn read_until(stream: &mut TcpStream, marker: &[u8], count: usize) {
-    use tokio::io::AsyncReadExt;
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     while seen.windows(marker.len()).filter(|w| *w == marker).count() < count {
@@ -341,6 +341,29 @@ pub async fn eventually(within: Duration, mut condition: impl AsyncFnMut() -> bo
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     condition().await
+}
+
+/// Reads one request (head and `content-length` body); `false` at end of stream.
+pub async fn read_request(stream: &mut TcpStream) -> bool {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if seen.len() >= end + 4 + length {
+                return true;
+            }
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 /// `http://127.0.0.1:<port>` where nothing listens.
