@@ -191,7 +191,7 @@ impl Connections {
             .map_err(SendError::BeforeResponse)?;
         let mut buf = BytesMut::with_capacity(READ_BUFFER);
         loop {
-            let read = poll_fn(|cx| poll_read(&conn, cx, &mut buf)).await;
+            let read = poll_fn(|cx| poll_read(&mut conn, cx, &mut buf)).await;
             match read {
                 Ok(0) if buf.is_empty() => {
                     let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "closed");
@@ -297,22 +297,18 @@ fn cut_off(what: &str) -> io::Error {
     )
 }
 
-/// Reads what the socket has into `buf`'s free room (renewed when short).
+/// Reads what the socket has into `buf`'s free room (renewed when short). A read that
+/// leaves room means the socket is drained: Tokio then waits for the next readiness
+/// instead of trying another read that would only say "would block".
 fn poll_read(
-    conn: &TcpStream,
+    conn: &mut TcpStream,
     cx: &mut Context<'_>,
     buf: &mut BytesMut,
 ) -> Poll<io::Result<usize>> {
     if buf.capacity() - buf.len() < MIN_READ {
         buf.reserve(READ_BUFFER);
     }
-    loop {
-        ready!(conn.poll_read_ready(cx))?;
-        match conn.try_read_buf(buf) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            result => return Poll::Ready(result),
-        }
-    }
+    tokio_util::io::poll_read_buf(std::pin::Pin::new(conn), cx, buf)
 }
 
 /// A response body, read from its connection as it arrives.
@@ -341,7 +337,7 @@ impl ResponseBody {
                 Ok(None) => {}
                 Err(e) => return Poll::Ready(Some(Err(e))),
             }
-            let Some(conn) = &self.conn else {
+            let Some(conn) = &mut self.conn else {
                 return Poll::Ready(None);
             };
             match ready!(poll_read(conn, cx, &mut self.buf)) {
