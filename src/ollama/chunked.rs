@@ -81,12 +81,6 @@ impl BodyFraming {
             }
         }
     }
-
-    /// Whether the end of the connection ends the body cleanly (it does only when the body
-    /// is delimited by the close).
-    pub fn ends_at_close(&self) -> bool {
-        matches!(self, Self::UntilClose | Self::Done)
-    }
 }
 
 /// Up to `remaining` bytes of `buf`, split off; `None` when `buf` is empty.
@@ -172,7 +166,8 @@ fn chunk_size(line: &[u8]) -> io::Result<u64> {
     })
 }
 
-fn invalid(what: &str) -> io::Error {
+/// An `InvalidData` error saying `what` is wrong with what the upstream sent.
+pub(crate) fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
 }
 

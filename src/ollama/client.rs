@@ -22,12 +22,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::config::UpstreamConfig;
 use crate::error::Error;
-use crate::ollama::h1::{Connections, ResponseBody};
-
-/// Bytes read from an upstream connection at a time: Ollama writes one short line per
-/// token, so a small buffer is enough and keeps an open stream's memory low; a burst of
-/// lines takes a few reads.
-const UPSTREAM_READ_BUFFER: usize = 4096;
+use crate::ollama::h1::{Connections, READ_BUFFER, ResponseBody};
 
 /// Largest upstream error body read, in bytes.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -69,7 +64,7 @@ impl OllamaClient {
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .http1_read_buf_exact_size(UPSTREAM_READ_BUFFER);
+            .http1_read_buf_exact_size(READ_BUFFER);
         let http = builder.build(connector.clone());
         let fresh = builder.pool_max_idle_per_host(0).build(connector);
         Self {

@@ -21,12 +21,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::ollama::chunked::{BodyFraming, ChunkState};
+use crate::ollama::chunked::{BodyFraming, ChunkState, invalid};
 
 /// Bytes read from an upstream connection at a time: Ollama writes one short line per
 /// token, so a small buffer is enough and keeps an open stream's memory low; a burst of
 /// lines takes a few reads.
-const READ_BUFFER: usize = 4096;
+pub(crate) const READ_BUFFER: usize = 4096;
 
 /// Below this much free room the read buffer is renewed before a read.
 const MIN_READ: usize = 512;
@@ -216,8 +216,7 @@ impl Connections {
                 return Ok((parsed.head, body));
             }
             if buf.len() > MAX_HEAD {
-                let large = io::Error::new(io::ErrorKind::InvalidData, "response head too large");
-                return Err(SendError::Response(large));
+                return Err(SendError::Response(invalid("response head too large")));
             }
         }
     }
@@ -252,9 +251,7 @@ fn parse_head(buf: &mut BytesMut) -> io::Result<Option<ParsedHead>> {
             let length = std::str::from_utf8(value)
                 .ok()
                 .and_then(|v| v.trim().parse().ok());
-            content_length = Some(length.ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidData, "malformed content-length")
-            })?);
+            content_length = Some(length.ok_or_else(|| invalid("malformed content-length"))?);
         } else if header.name.eq_ignore_ascii_case("connection") {
             let close = value
                 .split(|b| *b == b',')
@@ -341,7 +338,7 @@ impl ResponseBody {
                 return Poll::Ready(None);
             };
             match ready!(poll_read(conn, cx, &mut self.buf)) {
-                Ok(0) if self.framing.ends_at_close() => {
+                Ok(0) if self.framing == BodyFraming::UntilClose => {
                     self.framing = BodyFraming::Done;
                     self.conn = None;
                 }
@@ -361,7 +358,7 @@ impl ResponseBody {
         while let Some(data) = poll_fn(|cx| self.poll_data(cx)).await {
             let data = data?;
             if body.len() + data.len() > limit {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "body too large"));
+                return Err(invalid("body too large"));
             }
             body.extend_from_slice(&data);
         }
